@@ -1,0 +1,89 @@
+"""Reading and writing the files behind KFP artifacts, shared by the component shells in ops.py.
+
+An artifact's ``path`` is a local path on every runner (the local runner's folder, or the
+/gcs/ FUSE mount on Vertex), so plain file I/O is enough here. Directories are used for
+artifacts made of several files (models, bundles).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+
+class HasMetadata(Protocol):
+    metadata: dict[str, Any]
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(to_jsonable(data), indent=2, sort_keys=True))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_text(text: str, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn numpy scalars/arrays and tuples into plain JSON types (KFP metadata is JSON)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def split_xy(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Raw feature frame (target removed) and the 0/1 target as ints."""
+    return frame.drop(columns=[target]), frame[target].to_numpy(dtype=int)
+
+
+@contextmanager
+def timed(artifact: HasMetadata) -> Iterator[None]:
+    """Record the stage's wall time on its main output, for the pipeline summary."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        artifact.metadata["stage_seconds"] = round(time.perf_counter() - start, 3)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename durable (POSIX): fsync the directory that holds the entry."""
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

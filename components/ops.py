@@ -1,0 +1,432 @@
+"""KFP component shells: one thin function per stage.
+
+Each shell reads its typed ``Input[...]`` artifacts, calls the plain stage logic in
+``components.<stage>``, and writes ``Output[...]`` artifacts and metadata. Nothing else lives
+here. KFP ships each function's source alone into the task, so every import is inside the body.
+``build_ops(image)`` turns the shells into components for a given pipeline image, so the image
+is chosen at compile time, from configuration, never at import.
+"""
+
+from dataclasses import dataclass
+from typing import Any, List, NamedTuple
+
+from kfp import dsl
+from kfp.dsl import (
+    HTML,
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
+
+
+def ingest(
+    data_uri: str,
+    config_json: str,
+    dataset: Output[Dataset],
+    data_report: Output[Markdown],
+    schema: Output[Artifact],
+):
+    """Read the table (file, folder of parts or gs://) and validate it against the dataset spec."""
+    from components.artifacts import timed, write_frame, write_json, write_text
+    from components.config import Config
+    from components.ingest import read_table, validate
+
+    config = Config.from_json(config_json)
+    with timed(dataset):
+        frame, sources = read_table(data_uri)
+        validated = validate(frame, config.dataset, source=data_uri)
+        write_frame(validated.frame, dataset.path)
+        write_text(validated.report_markdown, data_report.path)
+        write_json(validated.schema, schema.path)
+    target = validated.frame[config.dataset.target]
+    dataset.metadata.update(
+        {
+            "rows": int(len(validated.frame)),
+            "columns": int(validated.frame.shape[1]),
+            "positive_rate": round(float(target.mean()), 4),
+            "source_files": len(sources),
+            "dropped_columns": sorted(validated.dropped),
+        }
+    )
+
+
+def split(
+    dataset: Input[Dataset],
+    config_json: str,
+    train: Output[Dataset],
+    valid: Output[Dataset],
+    test: Output[Dataset],
+):
+    """Stratified, seeded train / validation / test split."""
+    from components.artifacts import read_frame, timed, write_frame
+    from components.config import Config
+    from components.split import split_frame
+
+    config = Config.from_json(config_json)
+    with timed(train):
+        parts = split_frame(read_frame(dataset.path), config.dataset.target, config.split)
+        for artifact, frame in zip((train, valid, test), parts, strict=True):
+            write_frame(frame, artifact.path)
+            artifact.metadata["rows"] = int(len(frame))
+            artifact.metadata["positives"] = int(frame[config.dataset.target].sum())
+
+
+def features(train: Input[Dataset], config_json: str, transformer: Output[Model]):
+    """Fit the feature transformer on the training split only."""
+    from components.artifacts import read_frame, timed
+    from components.config import Config
+    from components.features import fit_transformer, save_transformer
+
+    config = Config.from_json(config_json)
+    with timed(transformer):
+        fitted = fit_transformer(read_frame(train.path), config.dataset, config.features)
+        save_transformer(fitted, transformer.path)
+    transformer.metadata["n_features"] = len(fitted.feature_names)
+    transformer.metadata["input_columns"] = len(fitted.input_columns)
+    transformer.metadata["dropped_columns"] = sorted(fitted.dropped_columns)
+
+
+def tune(
+    family: str,
+    train: Input[Dataset],
+    transformer: Input[Model],
+    config_json: str,
+    best_params: Output[Artifact],
+    trials: Output[Dataset],
+):
+    """Cross-validated search for one model family (grid or Optuna TPE)."""
+    from components.artifacts import read_frame, split_xy, timed, write_frame, write_json
+    from components.config import Config
+    from components.features import load_transformer
+    from components.tune import tune_family
+
+    config = Config.from_json(config_json)
+    with timed(best_params):
+        raw, y = split_xy(read_frame(train.path), config.dataset.target)
+        X = load_transformer(transformer.path).transform(raw)
+        result = tune_family(family, X, y, config.tune)
+        write_json({"family": family, "strategy": result.strategy, "params": result.best_params}, best_params.path)
+        write_frame(result.trials, trials.path)
+    best_params.metadata.update(
+        {
+            "family": family,
+            "strategy": result.strategy,
+            "cv_roc_auc": round(result.best_score, 5),
+            "trials": int(len(result.trials)),
+        }
+    )
+
+
+def train(
+    train: Input[Dataset],
+    valid: Input[Dataset],
+    transformer: Input[Model],
+    best_params: Input[List[Artifact]],
+    config_json: str,
+    models: Output[Model],
+    selection: Output[Metrics],
+):
+    """Refit every family with its best params and pick the champion on validation ROC-AUC."""
+    import json
+
+    from components.artifacts import read_frame, split_xy, timed
+    from components.config import Config
+    from components.features import load_transformer
+    from components.selection import fit_and_select, save_candidates
+
+    config = Config.from_json(config_json)
+    with timed(models):
+        fitted = load_transformer(transformer.path)
+        raw_train, y_train = split_xy(read_frame(train.path), config.dataset.target)
+        raw_valid, y_valid = split_xy(read_frame(valid.path), config.dataset.target)
+        params = {}
+        for artifact in best_params:
+            with open(artifact.path) as handle:
+                found = json.load(handle)
+            params[found["family"]] = found["params"]
+        # carried forward for the summary (a Collected cannot feed tasks inside a condition)
+        models.metadata["tuning"] = {a.metadata["family"]: dict(a.metadata) for a in best_params}
+        outcome = fit_and_select(
+            params, fitted.transform(raw_train), y_train, fitted.transform(raw_valid), y_valid, config.tune.seed
+        )
+        save_candidates(outcome, models.path)
+    models.metadata["champion"] = outcome.champion
+    for family, scores in outcome.summary().items():
+        for name, value in scores.items():
+            if isinstance(value, float):
+                selection.log_metric(f"{family}_valid_{name}", round(value, 5))
+    selection.metadata["champion"] = outcome.champion
+
+
+def calibrate(
+    valid: Input[Dataset],
+    transformer: Input[Model],
+    models: Input[Model],
+    config_json: str,
+    calibration: Output[Artifact],
+    reliability: Output[HTML],
+):
+    """Temperature scaling on validation, kept only if it helps; threshold on served probabilities."""
+    from components.artifacts import read_frame, split_xy, timed, write_json, write_text
+    from components.calibrate import apply_temperature, reliability_html
+    from components.calibrate import calibrate as fit_calibration
+    from components.config import Config
+    from components.features import load_transformer
+    from components.models import predict_proba
+    from components.selection import load_champion
+    from components.train import best_f1_threshold
+
+    config = Config.from_json(config_json)
+    with timed(calibration):
+        family, model = load_champion(models.path)
+        raw, y = split_xy(read_frame(valid.path), config.dataset.target)
+        p_raw = predict_proba(model, load_transformer(transformer.path).transform(raw))
+        result = fit_calibration(y, p_raw, config.calibration.n_bins, enabled=config.calibration.enabled)
+        p_served = apply_temperature(p_raw, result.temperature)
+        threshold, valid_f1 = best_f1_threshold(y, p_served)
+        write_json({**result.to_dict(), "threshold": threshold, "valid_f1": valid_f1, "family": family},
+                   calibration.path)
+        write_text(reliability_html(y, p_raw, apply_temperature(p_raw, result.fitted_temperature), result,
+                                    config.calibration.n_bins), reliability.path)
+    calibration.metadata.update(
+        {"kept": result.kept, "temperature": result.temperature, "threshold": threshold, "valid_f1": valid_f1}
+    )
+
+
+def evaluate(
+    test: Input[Dataset],
+    transformer: Input[Model],
+    models: Input[Model],
+    calibration: Input[Artifact],
+    config_json: str,
+    metrics: Output[Metrics],
+    roc: Output[ClassificationMetrics],
+    evaluation: Output[Artifact],
+):
+    """Score the champion (and every family, for comparison) on the held-out test split."""
+    from components.artifacts import read_frame, read_json, split_xy, timed, write_json
+    from components.config import Config
+    from components.features import load_transformer
+    from components.selection import evaluate_candidates, load_candidates
+
+    config = Config.from_json(config_json)
+    with timed(evaluation):
+        raw, y = split_xy(read_frame(test.path), config.dataset.target)
+        X = load_transformer(transformer.path).transform(raw)
+        report = evaluate_candidates(
+            load_candidates(models.path), read_json(calibration.path), X, y, config.evaluate.top_k_fractions
+        )
+        write_json(report, evaluation.path)
+    for name, value in report["test"].items():
+        metrics.log_metric(name, value)
+    metrics.metadata["champion"] = report["champion"]
+    roc.log_roc_curve(*report["roc_curve"])
+    roc.log_confusion_matrix(["negative", "positive"], report["confusion_matrix"])
+    evaluation.metadata.update({k: report["test"][k] for k in ("roc_auc", "pr_auc", "f1")})
+
+
+def explain(
+    train: Input[Dataset],
+    test: Input[Dataset],
+    transformer: Input[Model],
+    models: Input[Model],
+    calibration: Input[Artifact],
+    config_json: str,
+    importance: Output[Artifact],
+    shap_report: Output[HTML],
+):
+    """SHAP on a bounded test sample: global importance by raw column, plots in one HTML page."""
+    from components.artifacts import read_frame, read_json, split_xy, timed, write_json, write_text
+    from components.config import Config
+    from components.explain import explain_champion
+    from components.features import load_transformer
+    from components.selection import load_champion
+
+    config = Config.from_json(config_json)
+    with timed(importance):
+        family, model = load_champion(models.path)
+        fitted = load_transformer(transformer.path)
+        raw_test, y_test = split_xy(read_frame(test.path), config.dataset.target)
+        raw_train, _ = split_xy(read_frame(train.path), config.dataset.target)
+        result = explain_champion(
+            model, family, fitted, raw_train, raw_test, y_test, read_json(calibration.path), config.explain
+        )
+        write_json(result.to_dict(), importance.path)
+        write_text(result.html, shap_report.path)
+    top = list(result.importance_raw)[:5]
+    importance.metadata["top_features"] = top
+
+
+def package(
+    train: Input[Dataset],
+    transformer: Input[Model],
+    models: Input[Model],
+    calibration: Input[Artifact],
+    evaluation: Input[Artifact],
+    importance: Input[Artifact],
+    schema: Input[Artifact],
+    config_json: str,
+    code_version: str,
+    bundle: Output[Model],
+):
+    """Assemble the model bundle: everything serving needs, checksummed, loadable without pickle."""
+    from components.artifacts import read_frame, read_json, timed
+    from components.bundle import build_bundle, save_bundle
+    from components.config import Config
+    from components.features import load_transformer
+    from components.selection import load_champion
+
+    config = Config.from_json(config_json)
+    with timed(bundle):
+        family, model = load_champion(models.path)
+        built = build_bundle(
+            transformer=load_transformer(transformer.path),
+            model=model,
+            family=family,
+            calibration=read_json(calibration.path),
+            evaluation=read_json(evaluation.path),
+            importance=read_json(importance.path),
+            input_schema=read_json(schema.path),
+            train_frame=read_frame(train.path),
+            config=config,
+            code_version=code_version,
+        )
+        save_bundle(built, bundle.path)
+    bundle.metadata.update(
+        {"family": family, "threshold": built.threshold, "temperature": built.temperature,
+         "data_fingerprint": built.data_fingerprint, "framework": family}
+    )
+
+
+def gate(
+    test: Input[Dataset],
+    evaluation: Input[Artifact],
+    config_json: str,
+    registry_uri: str,
+    gate_report: Output[Markdown],
+    decision: Output[Artifact],
+) -> NamedTuple("GateOutputs", [("passed", bool)]):
+    """Quality gate: absolute thresholds, and not worse than the current champion on this test split."""
+    from collections import namedtuple
+
+    from components.artifacts import read_frame, read_json, timed, write_json, write_text
+    from components.config import Config
+    from components.gate import decide
+
+    config = Config.from_json(config_json)
+    with timed(decision):
+        result = decide(read_json(evaluation.path), read_frame(test.path), config, registry_uri)
+        write_json(result.to_dict(), decision.path)
+        write_text(result.markdown, gate_report.path)
+    decision.metadata.update({"passed": result.passed, "reasons": result.failed_reasons})
+    return namedtuple("GateOutputs", ["passed"])(result.passed)
+
+
+def deploy(
+    bundle: Input[Model],
+    decision: Input[Artifact],
+    config_json: str,
+    registry_uri: str,
+    deploy_target: str,
+    run_name: str,
+    deployment: Output[Artifact],
+):
+    """Register the bundle as a new immutable version and move the champion alias to it."""
+    from components.artifacts import read_json, timed, write_json
+    from components.config import Config
+    from components.deploy import deploy_bundle
+
+    config = Config.from_json(config_json)
+    with timed(deployment):
+        record = deploy_bundle(bundle.path, read_json(decision.path), config, registry_uri, deploy_target, run_name)
+        write_json(record, deployment.path)
+    deployment.metadata.update({k: record[k] for k in ("deployed", "version", "target")})
+
+
+def record_rejection(decision: Input[Artifact], deployment: Output[Artifact]):
+    """The gate failed: record that nothing was deployed and why (the registry is untouched)."""
+    from components.artifacts import read_json, timed, write_json
+
+    with timed(deployment):
+        verdict = read_json(decision.path)
+        record = {"deployed": False, "version": None, "target": None, "reasons": verdict["failed_reasons"]}
+        write_json(record, deployment.path)
+    deployment.metadata.update({"deployed": False, "reasons": verdict["failed_reasons"]})
+
+
+def summarize(
+    dataset: Input[Dataset],
+    train: Input[Dataset],
+    transformer: Input[Model],
+    models: Input[Model],
+    calibration: Input[Artifact],
+    evaluation: Input[Artifact],
+    importance: Input[Artifact],
+    bundle: Input[Model],
+    decision: Input[Artifact],
+    deployment: Input[Artifact],
+    pipeline_summary: Output[Artifact],
+):
+    """pipeline_summary.json: every metric, the gate decision, the registry version, URIs, stage times."""
+    from components.artifacts import read_json, write_json
+    from components.summary import build_summary
+
+    stages = {
+        "ingest": dataset, "split": train, "features": transformer, "train": models,
+        "calibrate": calibration, "evaluate": evaluation, "explain": importance, "package": bundle,
+        "gate": decision, "deploy": deployment,
+    }
+    tuning = models.metadata.get("tuning", {})
+    seconds = {name: a.metadata.get("stage_seconds") for name, a in stages.items()}
+    seconds.update({f"tune-{family}": meta.get("stage_seconds") for family, meta in tuning.items()})
+    document = build_summary(
+        stage_seconds=seconds,
+        artifact_uris={name: a.uri for name, a in stages.items()},
+        tuning=tuning,
+        evaluation=read_json(evaluation.path),
+        calibration=read_json(calibration.path),
+        importance=read_json(importance.path),
+        decision=read_json(decision.path),
+        deployment=read_json(deployment.path),
+        dataset=dict(dataset.metadata),
+    )
+    write_json(document, pipeline_summary.path)
+    pipeline_summary.metadata.update({"deployed": document["deployment"]["deployed"], "version": document["deployment"]["version"]})
+
+
+@dataclass(frozen=True)
+class Ops:
+    """The stage components, built for one pipeline image."""
+
+    ingest: Any
+    split: Any
+    features: Any
+    tune: Any
+    train: Any
+    calibrate: Any
+    evaluate: Any
+    explain: Any
+    package: Any
+    gate: Any
+    deploy: Any
+    record_rejection: Any
+    summarize: Any
+
+
+SHELLS = (
+    ingest, split, features, tune, train, calibrate, evaluate, explain, package, gate, deploy,
+    record_rejection, summarize,
+)
+
+
+def build_ops(image: str) -> Ops:
+    """Wrap every shell as a lightweight component running in ``image`` (which already has kfp)."""
+    made = {
+        shell.__name__: dsl.component(shell, base_image=image, install_kfp_package=False) for shell in SHELLS
+    }
+    return Ops(**made)

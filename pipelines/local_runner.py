@@ -1,0 +1,127 @@
+"""Run the training pipeline on the KFP local runner, in a child process with condensed progress.
+
+The local runner logs every executor input in full (hundreds of lines per run); the user wants one
+line per stage. The child process runs the pipeline; the parent keeps the full log in the run
+folder and prints one line as each task starts and ends, and the task's error when one fails.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TASK_START = re.compile(r"Executing task '([^']+)'")
+TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+SKIPPED = re.compile(r"Skipping conditional task ([\w-]+)")
+ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+SUMMARY_OUTPUT = "pipeline_summary"
+
+
+class PipelineRunError(RuntimeError):
+    """The pipeline failed; the message carries the failing task and its error."""
+
+
+@dataclass
+class LocalRun:
+    run_dir: Path
+    log_path: Path
+    summary: dict[str, Any]
+    seconds: float
+
+
+def run_pipeline_locally(
+    arguments: dict[str, Any],
+    run_dir: Path,
+    echo: Callable[[str], None] = print,
+    enable_caching: bool = False,
+) -> LocalRun:
+    """Run the pipeline with ``arguments`` and return its summary. Raises PipelineRunError."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "pipeline.log"
+    request = {"arguments": arguments, "pipeline_root": str(run_dir / "artifacts"), "caching": enable_caching}
+    command = [sys.executable, "-m", "pipelines.local_runner", json.dumps(request)]
+    start = time.perf_counter()
+    with log_path.open("w") as log, subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as child:
+        assert child.stdout is not None
+        tracker = ProgressTracker(echo, start)
+        for line in child.stdout:
+            log.write(line)
+            tracker.feed(ANSI.sub("", line.rstrip("\n")))
+        code = child.wait()
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise PipelineRunError(tracker.failure_message(log_path))
+    summary_path = find_summary(run_dir / "artifacts")
+    return LocalRun(run_dir, log_path, json.loads(summary_path.read_text()), seconds)
+
+
+class ProgressTracker:
+    """Turns the local runner's log into one line per task start/end and remembers errors."""
+
+    def __init__(self, echo: Callable[[str], None], start: float) -> None:
+        self.echo = echo
+        self.start = start
+        self.started: dict[str, list[float]] = {}
+        self.errors: list[str] = []
+        self.failed_task: str | None = None
+
+    def feed(self, line: str) -> None:
+        now = time.perf_counter()
+        if match := TASK_START.search(line):
+            self.started.setdefault(match.group(1), []).append(now)
+            self.echo(f"[{now - self.start:6.1f}s] > {match.group(1)}")
+        elif match := TASK_END.search(line):
+            task, status = match.groups()
+            began = self.started.get(task, [now]).pop(0) if self.started.get(task) else now
+            mark = "ok" if status == "SUCCESS" else status
+            self.echo(f"[{now - self.start:6.1f}s] {mark:>7} {task} ({now - began:.1f}s)")
+            if status != "SUCCESS":
+                self.failed_task = task
+        elif match := SKIPPED.search(line):
+            self.echo(f"[{now - self.start:6.1f}s] skipped {match.group(1)} (condition false)")
+        elif match := ERROR_LINE.match(line):
+            self.errors.append(f"{match.group(1)}: {match.group(2)}")
+
+    def failure_message(self, log_path: Path) -> str:
+        where = f"task {self.failed_task!r}" if self.failed_task else "the pipeline"
+        cause = self.errors[0] if self.errors else "see the log"
+        return f"{where} failed: {cause}\n(full log: {log_path})"
+
+
+def find_summary(artifacts_root: Path) -> Path:
+    """The summary written by whichever branch of the gate ran (newest run under the root)."""
+    found = sorted(artifacts_root.glob(f"*/summar*/{SUMMARY_OUTPUT}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise PipelineRunError(f"the pipeline finished but wrote no {SUMMARY_OUTPUT} under {artifacts_root}")
+    return found[-1]
+
+
+def _child_main(request_json: str) -> int:
+    """Entry point of the child process: init the local runner and run the pipeline once."""
+    from kfp import local
+
+    from pipelines.training import build_training_pipeline
+
+    request = json.loads(request_json)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=request["pipeline_root"],
+        raise_on_error=True,
+        enable_caching=request["caching"],
+    )
+    build_training_pipeline()(**request["arguments"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1]))

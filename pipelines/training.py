@@ -1,0 +1,181 @@
+"""The training pipeline DAG: ingest -> split -> features -> tune (parallel) -> train -> calibrate ->
+evaluate -> explain -> package -> gate -> dsl.If(passed): deploy -> summary.
+
+Built by a factory so the component image is a compile-time setting (``build_training_pipeline``).
+"""
+
+from typing import Any
+
+from kfp import dsl
+
+from components.config import Config
+from components.ops import build_ops
+
+PIPELINE_NAME = "propensity-training"
+DEFAULT_IMAGE = "propensity-pipeline:local"
+
+# (cpu, memory) requests per stage for cluster runners (kind, Vertex); ignored by the local runner.
+RESOURCES: dict[str, tuple[str, str]] = {
+    "ingest": ("1", "2G"),
+    "split": ("1", "2G"),
+    "features": ("1", "2G"),
+    "tune": ("2", "4G"),
+    "train": ("2", "4G"),
+    "calibrate": ("1", "2G"),
+    "evaluate": ("1", "2G"),
+    "explain": ("2", "4G"),
+    "package": ("1", "2G"),
+    "gate": ("1", "2G"),
+    "deploy": ("1", "1G"),
+    "summary": ("1", "1G"),
+}
+
+
+def _configure(task: Any, display_name: str, stage: str) -> Any:
+    cpu, memory = RESOURCES[stage]
+    return task.set_display_name(display_name).set_cpu_request(cpu).set_memory_request(memory)
+
+
+def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
+    """Return the ``@dsl.pipeline`` whose components all run in ``image``."""
+    ops = build_ops(image)
+    default_config = Config()
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Tabular propensity model: validate, engineer, tune, calibrate, explain, gate, deploy.",
+    )
+    def training_pipeline(
+        data_uri: str,
+        registry_uri: str,
+        config_json: str = default_config.to_json(),
+        families: list = default_config.tune.families,  # noqa: B006 - KFP reads the default
+        deploy_target: str = "local",
+        run_name: str = "",
+        code_version: str = "unknown",
+    ):
+        ingest = _configure(ops.ingest(data_uri=data_uri, config_json=config_json), "Ingest and validate", "ingest")
+        split = _configure(
+            ops.split(dataset=ingest.outputs["dataset"], config_json=config_json), "Split", "split"
+        )
+        features = _configure(
+            ops.features(train=split.outputs["train"], config_json=config_json), "Fit features", "features"
+        )
+        with dsl.ParallelFor(families, name="model-families") as family:
+            tune = _configure(
+                ops.tune(
+                    family=family,
+                    train=split.outputs["train"],
+                    transformer=features.outputs["transformer"],
+                    config_json=config_json,
+                ),
+                "Tune family",
+                "tune",
+            )
+        train = _configure(
+            ops.train(
+                train=split.outputs["train"],
+                valid=split.outputs["valid"],
+                transformer=features.outputs["transformer"],
+                best_params=dsl.Collected(tune.outputs["best_params"]),
+                config_json=config_json,
+            ),
+            "Train and select champion",
+            "train",
+        )
+        calibrate = _configure(
+            ops.calibrate(
+                valid=split.outputs["valid"],
+                transformer=features.outputs["transformer"],
+                models=train.outputs["models"],
+                config_json=config_json,
+            ),
+            "Calibrate",
+            "calibrate",
+        )
+        evaluate = _configure(
+            ops.evaluate(
+                test=split.outputs["test"],
+                transformer=features.outputs["transformer"],
+                models=train.outputs["models"],
+                calibration=calibrate.outputs["calibration"],
+                config_json=config_json,
+            ),
+            "Evaluate on test",
+            "evaluate",
+        )
+        explain = _configure(
+            ops.explain(
+                train=split.outputs["train"],
+                test=split.outputs["test"],
+                transformer=features.outputs["transformer"],
+                models=train.outputs["models"],
+                calibration=calibrate.outputs["calibration"],
+                config_json=config_json,
+            ),
+            "Explain (SHAP)",
+            "explain",
+        )
+        package = _configure(
+            ops.package(
+                train=split.outputs["train"],
+                transformer=features.outputs["transformer"],
+                models=train.outputs["models"],
+                calibration=calibrate.outputs["calibration"],
+                evaluation=evaluate.outputs["evaluation"],
+                importance=explain.outputs["importance"],
+                schema=ingest.outputs["schema"],
+                config_json=config_json,
+                code_version=code_version,
+            ),
+            "Package model bundle",
+            "package",
+        )
+        gate = _configure(
+            ops.gate(
+                test=split.outputs["test"],
+                evaluation=evaluate.outputs["evaluation"],
+                config_json=config_json,
+                registry_uri=registry_uri,
+            ),
+            "Quality gate",
+            "gate",
+        )
+        gate.set_caching_options(False)  # the champion it compares with can change between runs
+        summary_inputs = {
+            "dataset": ingest.outputs["dataset"],
+            "train": split.outputs["train"],
+            "transformer": features.outputs["transformer"],
+            "models": train.outputs["models"],
+            "calibration": calibrate.outputs["calibration"],
+            "evaluation": evaluate.outputs["evaluation"],
+            "importance": explain.outputs["importance"],
+            "bundle": package.outputs["bundle"],
+            "decision": gate.outputs["decision"],
+        }
+        with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
+            deploy = _configure(
+                ops.deploy(
+                    bundle=package.outputs["bundle"],
+                    decision=gate.outputs["decision"],
+                    config_json=config_json,
+                    registry_uri=registry_uri,
+                    deploy_target=deploy_target,
+                    run_name=run_name,
+                ),
+                "Deploy",
+                "deploy",
+            )
+            deploy.set_caching_options(False)
+            _configure(
+                ops.summarize(**summary_inputs, deployment=deploy.outputs["deployment"]), "Summary", "summary"
+            )
+        with dsl.Else(name="gate-failed"):
+            rejected = _configure(
+                ops.record_rejection(decision=gate.outputs["decision"]), "Record rejection", "deploy"
+            )
+            _configure(
+                ops.summarize(**summary_inputs, deployment=rejected.outputs["deployment"]), "Summary", "summary"
+            )
+
+    return training_pipeline

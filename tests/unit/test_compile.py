@@ -1,0 +1,68 @@
+"""The compiled pipeline YAML: parsed by KFP's own proto and loader, with the image and the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.compile import compile_all, validate_pipeline_yaml
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("build")
+    (path,) = compile_all(out, "europe-docker.pkg.dev/p/r/propensity-pipeline:abc123")
+    return path
+
+
+def test_spec_parses_into_pipeline_spec_proto(compiled: Path) -> None:
+    spec = validate_pipeline_yaml(compiled)
+    assert spec.pipeline_info.name == "propensity-training"
+    params = spec.root.input_definitions.parameters
+    assert {"data_uri", "registry_uri", "config_json", "families", "deploy_target"} <= set(params)
+
+
+def test_every_executor_runs_in_the_configured_image_without_pip_installing_kfp(compiled: Path) -> None:
+    document = yaml.safe_load(compiled.read_text())
+    executors = document["deploymentSpec"]["executors"]
+    assert len(executors) >= 12
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"] == "europe-docker.pkg.dev/p/r/propensity-pipeline:abc123", name
+        assert "pip install" not in " ".join(container.get("command", [])), name
+
+
+def _conditions_above(document: dict, tasks: dict, task_name: str, seen: tuple[str, ...] = ()) -> list | None:
+    """The trigger conditions on the path from ``tasks`` down to the task named ``task_name``."""
+    for name, task in tasks.items():
+        here = (*seen, task.get("triggerPolicy", {}).get("condition", ""))
+        if name == task_name:
+            return [c for c in here if c]
+        inner = document["components"][task["componentRef"]["name"]].get("dag")
+        if inner:
+            found = _conditions_above(document, inner["tasks"], task_name, here)
+            if found is not None:
+                return found
+    return None
+
+
+def test_deploy_runs_only_when_the_gate_passed(compiled: Path) -> None:
+    document = yaml.safe_load(compiled.read_text())
+    root_tasks = document["root"]["dag"]["tasks"]
+    assert _conditions_above(document, root_tasks, "deploy") == [
+        "inputs.parameter_values['pipelinechannel--gate-passed'] == true"
+    ]
+    assert _conditions_above(document, root_tasks, "record-rejection") == [
+        "!(inputs.parameter_values['pipelinechannel--gate-passed'] == true)"
+    ]
+    assert _conditions_above(document, root_tasks, "gate") == []
+
+
+def test_tasks_have_display_names_and_resource_requests(compiled: Path) -> None:
+    document = yaml.safe_load(compiled.read_text())
+    tasks = document["root"]["dag"]["tasks"]
+    assert tasks["ingest"]["taskInfo"]["name"] == "Ingest and validate"
+    resources = document["deploymentSpec"]["executors"]["exec-tune"]["container"]["resources"]
+    assert resources["cpuRequest"] == 2.0 or resources.get("resourceCpuRequest") == "2"
