@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -38,6 +39,8 @@ from components.config import Config
 from components.errors import BundleError
 from components.features import FeatureTransformer, load_transformer, save_transformer
 from components.models import FAMILIES, load_model, predict_proba, save_model
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 TRANSFORMER_FILE = "transformer.skops"
@@ -122,6 +125,18 @@ class ModelBundle:
         p = predict_proba(self.model, self.transformer.transform(raw))
         return p, apply_temperature(p, self.temperature)
 
+    def version_mismatches(self) -> dict[str, dict[str, str]]:
+        """Libraries whose major.minor differs between training and now (predictions may drift).
+
+        Not an error: serving reports it (health, logs) so an image upgrade is a visible event.
+        """
+        runtime = library_versions()
+        return {
+            name: {"bundle": saved, "runtime": runtime.get(name, "")}
+            for name, saved in self.library_versions.items()
+            if _major_minor(saved) != _major_minor(runtime.get(name, ""))
+        }
+
     def describe(self) -> dict[str, Any]:
         """Everything except the transformer and model: the content of bundle.json."""
         return {
@@ -139,6 +154,10 @@ class ModelBundle:
             "feature_names": self.feature_names,
             "input_columns": self.input_columns,
         }
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(str(version).split(".")[:2])
 
 
 # --------------------------------------------------------------------------- JSON helpers
@@ -329,7 +348,7 @@ def load_bundle(directory: str | Path) -> ModelBundle:
     if family not in FAMILIES:
         raise BundleError(f"bundle file {BUNDLE_FILE} in {directory} names an unknown family {family!r}")
     _require_listed(manifest, list(meta.get("model_files") or []), directory)
-    return ModelBundle(
+    bundle = ModelBundle(
         transformer=load_transformer(directory / TRANSFORMER_FILE),
         model=load_model(family, directory),
         family=family,
@@ -344,6 +363,10 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         library_versions=meta.get("library_versions") or {},
         extra=meta.get("extra") or {},
     )
+    mismatches = bundle.version_mismatches()
+    if mismatches:
+        logger.warning("bundle %s was built with other library versions: %s", directory, mismatches)
+    return bundle
 
 
 # --------------------------------------------------------------------------- build (package stage)

@@ -281,7 +281,8 @@ class FeatureTransformer:
         categorical = {c: _to_category_strings(_column(raw, c)) for c in self.categorical_inputs}
         return numeric, categorical
 
-    def _check_columns(self, raw: RawRows) -> None:
+    def _check_columns(self, raw: RawRows) -> int:
+        """Raise naming missing columns (or ragged mapping columns); return the number of rows."""
         present = set(raw.columns if isinstance(raw, pd.DataFrame) else raw.keys())
         missing = [c for c in self.input_columns if c not in present]
         if missing:
@@ -290,6 +291,8 @@ class FeatureTransformer:
             lengths = {c: len(raw[c]) for c in self.input_columns}
             if len(set(lengths.values())) > 1:
                 raise DataValidationError(f"input columns have different lengths: {lengths}")
+            return next(iter(lengths.values()), 0)
+        return len(raw)
 
     def transform(self, raw: RawRows) -> np.ndarray:
         """The float64 feature matrix (rows x len(feature_names)) of ``raw``.
@@ -302,6 +305,8 @@ class FeatureTransformer:
         pipeline on one row; the steps were checked when fitted. Inputs are finite or NaN (see
         ``_to_float``) and imputed before scaling, so sklearn's finiteness scan is skipped too.
         """
+        if self._check_columns(raw) == 0:
+            return np.empty((0, len(self.feature_names)), dtype=np.float64)  # sklearn rejects 0 rows
         numeric, categorical = self.prepare(raw)
         blocks = []
         with sklearn.config_context(assume_finite=True):
@@ -366,7 +371,9 @@ def _constant_columns(columns: Mapping[str, np.ndarray]) -> dict[str, str]:
         if present.empty:
             dropped[name] = "entirely missing in training data"
         elif present.nunique() == 1:
-            dropped[name] = f"constant in training data (value {present.iloc[0]!r})"
+            value = present.iloc[0]
+            value = value.item() if isinstance(value, np.generic) else value
+            dropped[name] = f"constant in training data (value {value!r})"
     return dropped
 
 
@@ -463,23 +470,39 @@ def fit_transformer(train: pd.DataFrame, spec: DatasetSpec, cfg: FeatureConfig) 
     t.input_columns = [c for c in map(str, train.columns) if c in needed]  # in file order
     t.numeric_features, t.categorical_features = numeric_names, categorical_names
     t.dropped_columns = dropped
+    _fit_blocks(t, numeric, categorical, cfg)
+    t.source_columns = {
+        name: list(sources[owner]) for name, owner in zip(t.feature_names, _owners(t), strict=True)
+    }
+    return t
+
+
+def _fit_blocks(
+    t: FeatureTransformer,
+    numeric: Mapping[str, np.ndarray],
+    categorical: Mapping[str, np.ndarray],
+    cfg: FeatureConfig,
+) -> None:
+    """Fit the numeric and categorical pipelines on the kept prepared columns; set feature_names."""
     names: list[str] = []
-    owners: list[str] = []
-    if numeric_names:
-        t.numeric_pipeline = _numeric_pipeline().fit(_stack(numeric, numeric_names))
-        names += numeric_names
-        owners += numeric_names
-    if categorical_names:
-        t.categorical_pipeline = _categorical_pipeline(cfg).fit(_stack(categorical, categorical_names))
-        onehot_names, onehot_owners = _onehot_names(t.categorical_pipeline, categorical_names)
-        names += onehot_names
-        owners += onehot_owners
+    if t.numeric_features:
+        t.numeric_pipeline = _numeric_pipeline().fit(_stack(numeric, t.numeric_features))
+        names += t.numeric_features
+    if t.categorical_features:
+        t.categorical_pipeline = _categorical_pipeline(cfg).fit(_stack(categorical, t.categorical_features))
+        names += _onehot_names(t.categorical_pipeline, t.categorical_features)[0]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataValidationError(f"encoded feature name(s) {', '.join(duplicated)} clash; rename the column")
     t.feature_names = names
-    t.source_columns = {name: list(sources[owner]) for name, owner in zip(names, owners, strict=True)}
-    return t
+
+
+def _owners(t: FeatureTransformer) -> list[str]:
+    """The prepared column behind each encoded feature, in output order."""
+    owners = list(t.numeric_features)
+    if t.categorical_pipeline is not None:
+        owners += _onehot_names(t.categorical_pipeline, t.categorical_features)[1]
+    return owners
 
 
 # --- persistence ----------------------------------------------------------------------------------

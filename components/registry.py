@@ -233,10 +233,7 @@ class LocalRegistry:
         _atomic_write_json(path, aliases)
         entry = {"at": utc_now(), "who": actor or _current_user(), "alias": alias,
                  "from": previous, "to": version, "action": action}
-        with open(model_dir / HISTORY_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        _append_line(model_dir / HISTORY_FILE, json.dumps(entry, sort_keys=True))
 
     def set_alias(self, model_name: str, alias: str, version: str, actor: str | None = None) -> None:
         """Point an alias (e.g. ``champion``) at an existing version; logged in alias_history.jsonl."""
@@ -249,10 +246,17 @@ class LocalRegistry:
         return self.aliases(model_name).get(CHAMPION)
 
     def history(self, model_name: str) -> list[dict[str, Any]]:
+        """Alias moves, oldest first. A line cut short by a crash is skipped (aliases.json is the truth)."""
         path = self._model_dir(model_name) / HISTORY_FILE
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        entries = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return entries
 
     def rollback(self, model_name: str, to_version: str | None = None, actor: str | None = None) -> str:
         """Re-point ``champion`` to ``to_version``, or to the champion before the current one.
@@ -321,6 +325,19 @@ class LocalRegistry:
     def load(self, model_name: str, ref: str = CHAMPION) -> ModelBundle:
         """Load (checksums verified) the bundle a reference points at."""
         return load_bundle(self.resolve(model_name, ref))
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append one JSON line, starting a fresh line if a crash left the previous one unterminated."""
+    with open(path, "a+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        prefix = b""
+        if handle.tell():
+            handle.seek(-1, os.SEEK_END)
+            prefix = b"" if handle.read(1) == b"\n" else b"\n"
+        handle.write(prefix + line.encode("utf-8") + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _current_user() -> str:

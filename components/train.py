@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from components.models import FAMILIES, make_estimator, predict_proba
+from components.models import FAMILIES, fit_model, predict_proba
 
 # Scores closer than this are treated as equal, so float noise never decides a tie.
 TIE_TOLERANCE = 1e-12
@@ -62,8 +62,7 @@ def fit_candidates(
     candidates = []
     for family in sorted(best_params, key=_family_rank):
         params = dict(best_params[family])
-        model = make_estimator(family, params, seed)
-        model.fit(X_train, y_train)
+        model = fit_model(family, params, X_train, y_train, seed)
         proba = predict_proba(model, X_valid)
         candidates.append(
             Candidate(

@@ -1,8 +1,8 @@
 """Hyper-parameter search per model family: grid or Optuna TPE, scored by stratified CV ROC-AUC.
 
 The folds are built once per family and shared by every trial, so trials are compared on the same
-data and a seed reproduces the whole search. Everything runs in one process: XGBoost uses the two
-cores itself and nothing above it is parallel, which keeps CPU use predictable on small machines.
+data and a seed reproduces the whole search. Everything runs in one process on one core (see
+``models.XGBOOST_N_JOBS``): on busy 2-core machines spin-waiting threads cost far more than they gain.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from components.config import TuneConfig
 from components.errors import DataValidationError
-from components.models import FAMILIES, make_estimator, predict_proba
+from components.models import FAMILIES, fit_model, predict_proba
 
 STRATEGIES = ("grid", "optuna")
 
@@ -87,8 +87,7 @@ def cross_val_auc(
     """Mean and standard deviation of ROC-AUC over ``folds`` (a plain loop: no nested n_jobs)."""
     scores = []
     for train_idx, valid_idx in folds:
-        model = make_estimator(family, params, seed)
-        model.fit(X[train_idx], y[train_idx])
+        model = fit_model(family, params, X[train_idx], y[train_idx], seed)
         scores.append(roc_auc_score(y[valid_idx], predict_proba(model, X[valid_idx])))
     return float(np.mean(scores)), float(np.std(scores))
 

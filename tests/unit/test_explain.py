@@ -89,6 +89,16 @@ def test_mlp_permutation_shap_is_additive_and_background_bounded(data) -> None:
     assert len(E._bounded_background(X)) == E.MAX_BACKGROUND
 
 
+def test_permutation_shap_is_exact_on_a_linear_model(data, logreg_model) -> None:
+    """Without interactions every permutation gives the exact Shapley values: w * (x - mean)."""
+    X, _ = data
+    background = X[100:140]
+    values, base = E._permutation_shap(logreg_model, X[:10], background)
+    exact, exact_base = E._linear_shap(logreg_model, X[:10], background)
+    np.testing.assert_allclose(values, exact, atol=1e-10)
+    assert base == pytest.approx(exact_base)
+
+
 def test_unknown_family_is_refused(data, logreg_model) -> None:
     X, _ = data
     with pytest.raises(ValueError, match="catboost"):
@@ -146,7 +156,8 @@ def test_explain_page_has_plots_importances_and_all_four_cases(data, xgb_model) 
     p_sample[:4] = [0.9, 0.9, 0.1, 0.1]
     result = E.explain(xgb_model, "xgboost", X[:60], X[100:150], names, sources, y_sample, p_sample, 0.5, 2)
 
-    assert list(result.importance_encoded.values()) == sorted(result.importance_encoded.values(), reverse=True)
+    scores = list(result.importance_encoded.values())
+    assert scores == sorted(scores, reverse=True)
     assert set(result.importance_raw) == {"raw0", "raw1", "raw2"}
     for key in ("true_positive", "false_positive", "false_negative", "true_negative"):
         assert "<img" in _kinds_html(result.html, key), key
@@ -170,7 +181,9 @@ def test_explain_page_says_when_a_kind_does_not_occur(data, logreg_model) -> Non
 def test_explain_champion_samples_and_reports_raw_columns() -> None:
     rng = np.random.default_rng(1)
     n = 240
-    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.integers(0, 5, n), "c": rng.choice(["x", "y"], n)})
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=n), "b": rng.integers(0, 5, n), "c": rng.choice(["x", "y"], n)}
+    )
     frame["y"] = (frame["a"] + (frame["c"] == "x") + 0.3 * rng.normal(size=n) > 0.5).astype(int)
     spec = DatasetSpec(name="t", target="y", id_columns=[], date_columns=[], drop_columns=[])
     transformer = fit_transformer(frame, spec, FeatureConfig(derived="none"))

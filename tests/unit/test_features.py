@@ -271,6 +271,10 @@ def test_column_mapping_input_matches_dataframe(fitted: FeatureTransformer, trai
         fitted.transform({**as_mapping, "Income": [1.0]})
 
 
+def test_zero_rows_give_an_empty_matrix(fitted: FeatureTransformer, train: pd.DataFrame) -> None:
+    assert fitted.transform(train.iloc[:0]).shape == (0, len(fitted.feature_names))
+
+
 def test_missing_input_column_is_named(fitted: FeatureTransformer, train: pd.DataFrame) -> None:
     with pytest.raises(DataValidationError, match=r"Income, Dt_Customer"):
         fitted.transform(train.drop(columns=["Income", "Dt_Customer"]))

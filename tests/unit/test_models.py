@@ -22,9 +22,8 @@ from components.models import (
     save_model,
 )
 
-# n_jobs=1 in tests: OpenMP threads spinning on a busy 2-core machine slow xgboost 10-20x.
 SMALL_PARAMS = {
-    "xgboost": {"n_estimators": 20, "max_depth": 3, "n_jobs": 1},
+    "xgboost": {"n_estimators": 20, "max_depth": 3},
     "logreg": {"C": 1.0},
     "mlp": {"hidden_layer_sizes": [16], "max_iter": 100},
 }
@@ -99,5 +98,5 @@ def test_json_shaped_params_are_normalised():
     assert mlp.random_state == 3 and mlp.early_stopping
     xgb = make_estimator("xgboost", {"n_estimators": 300.0, "learning_rate": 0.1}, seed=3)
     assert xgb.n_estimators == 300 and isinstance(xgb.n_estimators, int)
-    assert xgb.tree_method == "hist" and xgb.n_jobs == 2 and xgb.random_state == 3
+    assert xgb.tree_method == "hist" and xgb.n_jobs == 1 and xgb.random_state == 3
     assert make_estimator("logreg", {}, seed=0).max_iter == 2000

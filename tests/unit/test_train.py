@@ -17,7 +17,7 @@ def _candidate(family: str, roc: float, pr: float) -> Candidate:
 def test_fit_candidates_refits_each_family_and_scores_on_valid():
     X, y = make_classification(n_samples=300, n_features=8, n_informative=5, random_state=0)
     X_train, y_train, X_valid, y_valid = X[:200], y[:200], X[200:], y[200:]
-    best = {"logreg": {"C": 1.0}, "xgboost": {"n_estimators": 20, "max_depth": 3, "n_jobs": 1}}
+    best = {"logreg": {"C": 1.0}, "xgboost": {"n_estimators": 20, "max_depth": 3}}
     candidates = fit_candidates(best, X_train, y_train, X_valid, y_valid, seed=0)
     assert [c.family for c in candidates] == ["xgboost", "logreg"]  # FAMILIES order
     for c in candidates:

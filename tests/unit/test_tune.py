@@ -100,7 +100,7 @@ def test_scores_high_on_learnable_and_chance_on_shuffled_labels(data):
 
 def test_xgboost_grid_runs(data):
     X, y = data
-    grid = {"n_estimators": [20], "max_depth": [2, 3], "n_jobs": [1]}
+    grid = {"n_estimators": [20], "max_depth": [2, 3]}
     result = tune_family("xgboost", X, y, _cfg(strategy={"xgboost": "grid"}, grids={"xgboost": grid}))
     assert len(result.trials) == 2
     assert result.best_score > 0.8
