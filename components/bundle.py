@@ -228,8 +228,10 @@ def _write_contents(bundle: ModelBundle, directory: Path) -> None:
         raise BundleError(f"unknown model family {bundle.family!r} (known: {', '.join(FAMILIES)})")
     save_transformer(bundle.transformer, directory / TRANSFORMER_FILE)
     model_files = save_model(bundle.model, bundle.family, directory)
-    _write_json(directory / BUNDLE_FILE, {"format_version": FORMAT_VERSION, "model_files": model_files,
-                                          **bundle.describe()})
+    _write_json(
+        directory / BUNDLE_FILE,
+        {"format_version": FORMAT_VERSION, "model_files": model_files, **bundle.describe()},
+    )
     _fsync_tree(directory)
     _write_json(directory / MANIFEST_FILE, _manifest(directory))  # last: it seals the bundle
     fsync_dir(directory)
@@ -399,13 +401,15 @@ def reference_stats(frame: pd.DataFrame, columns: list[str]) -> dict[str, dict[s
         else:
             values = series.astype(float)
             quantiles = values.quantile([0.05, 0.25, 0.5, 0.75, 0.95])
-            entry.update({
-                "mean": float(values.mean()),
-                "std": float(values.std()),
-                "min": float(values.min()),
-                "max": float(values.max()),
-                "quantiles": {f"p{round(q * 100)}": float(v) for q, v in quantiles.items()},
-            })
+            entry.update(
+                {
+                    "mean": float(values.mean()),
+                    "std": float(values.std()),
+                    "min": float(values.min()),
+                    "max": float(values.max()),
+                    "quantiles": {f"p{round(q * 100)}": float(v) for q, v in quantiles.items()},
+                }
+            )
         stats[name] = entry
     return stats
 

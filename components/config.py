@@ -266,7 +266,9 @@ def validate_config(config: Config) -> None:
     if config.tune.cv_folds < 2:
         raise ConfigError(f"tune.cv_folds must be at least 2, got {config.tune.cv_folds}")
     if config.features.derived not in {"auto", "marketing", "none"}:
-        raise ConfigError(f"features.derived must be auto, marketing or none, got {config.features.derived!r}")
+        raise ConfigError(
+            f"features.derived must be auto, marketing or none, got {config.features.derived!r}"
+        )
     for frac in config.evaluate.top_k_fractions:
         if not 0 < frac <= 1:
             raise ConfigError(f"evaluate.top_k_fractions values must be in (0, 1], got {frac}")

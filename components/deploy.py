@@ -23,7 +23,9 @@ def deploy_bundle(
 ) -> dict[str, Any]:
     """Register and promote. Refuses a bundle whose gate did not pass, whatever called it."""
     if target not in DEPLOY_TARGETS:
-        raise RegistryError(f"deploy_target {target!r} is not supported (supported: {', '.join(DEPLOY_TARGETS)})")
+        raise RegistryError(
+            f"deploy_target {target!r} is not supported (supported: {', '.join(DEPLOY_TARGETS)})"
+        )
     if not decision.get("passed"):
         raise RegistryError("refusing to deploy: the quality gate did not pass")
     registry = open_registry(registry_uri)

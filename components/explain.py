@@ -181,9 +181,7 @@ def _permutation_shap(
     return values, base
 
 
-def shap_values(
-    model: Any, family: str, X: np.ndarray, background: np.ndarray
-) -> tuple[np.ndarray, float]:
+def shap_values(model: Any, family: str, X: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, float]:
     """SHAP values (rows x features, log-odds) and the base value they add up from."""
     base, values = contributions(model, family, X, background)
     return values, float(base[0]) if len(base) else float("nan")
@@ -273,9 +271,7 @@ class ExplainResult:
         }
 
 
-def representative_rows(
-    y: np.ndarray, p: np.ndarray, threshold: float
-) -> dict[str, int | None]:
+def representative_rows(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, int | None]:
     """One row per confusion-matrix cell: the one whose probability is the cell's median.
 
     The median case is typical of its cell, whereas the most extreme one is usually an outlier.
@@ -342,8 +338,10 @@ def _waterfall_section(
 ) -> str:
     import shap
 
-    parts = [f"<p>Decision threshold {threshold:.4g}; for each kind the row with the median "
-             "probability of that kind is shown. Values are in log-odds.</p>"]
+    parts = [
+        f"<p>Decision threshold {threshold:.4g}; for each kind the row with the median "
+        "probability of that kind is shown. Values are in log-odds.</p>"
+    ]
     for key, title, _, _ in KINDS:
         row = chosen.get(key)
         parts.append(f"<h3 id='{key}'>{title}</h3>")
@@ -351,8 +349,12 @@ def _waterfall_section(
             parts.append(f"<p>A {title.lower()} does not occur in the sample.</p>")
             continue
         parts.append(f"<p>Sample row {row}: label {int(y[row])}, probability {float(p[row]):.4f}.</p>")
-        parts.append(_plot(lambda row=row: shap.plots.waterfall(expl[row], max_display=12, show=False),
-                           f"waterfall {title}"))
+        parts.append(
+            _plot(
+                lambda row=row: shap.plots.waterfall(expl[row], max_display=12, show=False),
+                f"waterfall {title}",
+            )
+        )
     return "".join(parts)
 
 
@@ -362,8 +364,10 @@ def _raw_table(importance_raw: dict[str, float]) -> str:
         {"raw column": name, "mean |SHAP| (log-odds)": value, "share %": 100 * value / total}
         for name, value in importance_raw.items()
     ]
-    note = ("<p>Encoded features are summed per raw input column; a derived feature is split "
-            "equally among the raw columns it is built from.</p>")
+    note = (
+        "<p>Encoded features are summed per raw input column; a derived feature is split "
+        "equally among the raw columns it is built from.</p>"
+    )
     return note + html_table(rows)
 
 
@@ -397,9 +401,12 @@ def explain(
     expl = _explanation(values, base, X_sample, names)
     top = list(importance_encoded)[: max(0, top_dependence)]
     sections = [
-        ("Overview", f"<p>Model family {html.escape(family)}; {len(X_sample)} sampled rows; "
-                     f"base value {base:.4f} (log-odds).</p>"
-                     + "".join(f"<p>{html.escape(note)}</p>" for note in notes)),
+        (
+            "Overview",
+            f"<p>Model family {html.escape(family)}; {len(X_sample)} sampled rows; "
+            f"base value {base:.4f} (log-odds).</p>"
+            + "".join(f"<p>{html.escape(note)}</p>" for note in notes),
+        ),
         ("Summary (beeswarm)", _summary_section(expl)),
         ("Raw-column importance", _raw_table(importance_raw)),
         (f"Dependence plots (top {len(top)})", _dependence_section(expl, top)),

@@ -41,8 +41,13 @@ class GateResult:
     def markdown(self) -> str:
         verdict = "PASSED: the model will be deployed" if self.passed else "FAILED: nothing is deployed"
         rows = [
-            {"check": c.name, "value": c.value, "threshold": c.threshold, "result": "pass" if c.passed else "FAIL",
-             "detail": c.detail}
+            {
+                "check": c.name,
+                "value": c.value,
+                "threshold": c.threshold,
+                "result": "pass" if c.passed else "FAIL",
+                "detail": c.detail,
+            }
             for c in self.checks
         ]
         return f"# Quality gate: {verdict}\n\n" + markdown_table(rows)
@@ -63,14 +68,18 @@ def threshold_check(name: str, value: float, minimum: float) -> Check:
     return Check(name, round(value, 5), minimum, passed, f"{value:.4f} {relation} {minimum}")
 
 
-def decide(evaluation: dict[str, Any], test_frame: pd.DataFrame, config: Config, registry_uri: str) -> GateResult:
+def decide(
+    evaluation: dict[str, Any], test_frame: pd.DataFrame, config: Config, registry_uri: str
+) -> GateResult:
     """All checks are always evaluated and reported, so a failure lists every reason at once."""
     metrics = evaluation["test"]
     checks = [
         threshold_check("test ROC-AUC", metrics["roc_auc"], config.gate.min_roc_auc),
         threshold_check("test F1", metrics["f1"], config.gate.min_f1),
     ]
-    champion_check, version, champion_metrics = compare_with_champion(metrics, test_frame, config, registry_uri)
+    champion_check, version, champion_metrics = compare_with_champion(
+        metrics, test_frame, config, registry_uri
+    )
     checks.append(champion_check)
     return GateResult(
         passed=all(c.passed for c in checks),
@@ -85,12 +94,20 @@ def compare_with_champion(
 ) -> tuple[Check, str | None, dict[str, float]]:
     name = "not worse than champion"
     if not config.gate.compare_with_champion:
-        return Check(name, None, None, True, "comparison switched off (gate.compare_with_champion=false)"), None, {}
+        return (
+            Check(name, None, None, True, "comparison switched off (gate.compare_with_champion=false)"),
+            None,
+            {},
+        )
     registry = open_registry(registry_uri)
     model_name = config.registry_model_name
     version = registry.champion(model_name)
     if version is None:
-        return Check(name, None, None, True, f"first model of {model_name!r}: no champion to compare with"), None, {}
+        return (
+            Check(name, None, None, True, f"first model of {model_name!r}: no champion to compare with"),
+            None,
+            {},
+        )
     target = config.dataset.target
     try:
         bundle = registry.load(model_name, version)
@@ -108,6 +125,8 @@ def compare_with_champion(
     detail = f"challenger ROC-AUC {metrics['roc_auc']:.4f} {relation} champion {version} {champion_auc:.4f}"
     if config.gate.max_auc_drop_vs_champion:
         detail += f" - {config.gate.max_auc_drop_vs_champion}"
-    return Check(name, round(metrics["roc_auc"], 5), round(floor, 5), passed, detail), version, {
-        "roc_auc": champion_auc
-    }
+    return (
+        Check(name, round(metrics["roc_auc"], 5), round(floor, 5), passed, detail),
+        version,
+        {"roc_auc": champion_auc},
+    )

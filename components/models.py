@@ -101,9 +101,7 @@ def make_estimator(family: str, params: dict[str, Any], seed: int) -> BaseEstima
     known = set(estimator.get_params())
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(map(repr, unknown))} for model family {family!r}"
-        )
+        raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for model family {family!r}")
     settings = _defaults(family, seed)
     settings.update({name: _normalise_param(name, value) for name, value in params.items()})
     estimator.set_params(**settings)
@@ -185,7 +183,5 @@ def _load_skops(path: Path, expected: type[BaseEstimator]) -> BaseEstimator:
         raise BundleError(f"model file {path} contains untrusted types: {', '.join(refused)}")
     model = sio.load(path, trusted=TRUSTED_TYPES)
     if type(model) is not expected:
-        raise BundleError(
-            f"model file {path} holds a {type(model).__name__}, expected {expected.__name__}"
-        )
+        raise BundleError(f"model file {path} holds a {type(model).__name__}, expected {expected.__name__}")
     return model

@@ -46,7 +46,7 @@ def ingest(
     target = validated.frame[config.dataset.target]
     dataset.metadata.update(
         {
-            "rows": int(len(validated.frame)),
+            "rows": len(validated.frame),
             "columns": int(validated.frame.shape[1]),
             "positive_rate": round(float(target.mean()), 4),
             "source_files": len(sources),
@@ -72,7 +72,7 @@ def split(
         parts = split_frame(read_frame(dataset.path), config.dataset.target, config.split)
         for artifact, frame in zip((train, valid, test), parts, strict=True):
             write_frame(frame, artifact.path)
-            artifact.metadata["rows"] = int(len(frame))
+            artifact.metadata["rows"] = len(frame)
             artifact.metadata["positives"] = int(frame[config.dataset.target].sum())
 
 
@@ -110,14 +110,16 @@ def tune(
         raw, y = split_xy(read_frame(train.path), config.dataset.target)
         X = load_transformer(transformer.path).transform(raw)
         result = tune_family(family, X, y, config.tune)
-        write_json({"family": family, "strategy": result.strategy, "params": result.best_params}, best_params.path)
+        write_json(
+            {"family": family, "strategy": result.strategy, "params": result.best_params}, best_params.path
+        )
         write_frame(result.trials, trials.path)
     best_params.metadata.update(
         {
             "family": family,
             "strategy": result.strategy,
             "cv_roc_auc": round(result.best_score, 5),
-            "trials": int(len(result.trials)),
+            "trials": len(result.trials),
         }
     )
 
@@ -152,7 +154,12 @@ def train(
         # carried forward for the summary (a Collected cannot feed tasks inside a condition)
         models.metadata["tuning"] = {a.metadata["family"]: dict(a.metadata) for a in best_params}
         outcome = fit_and_select(
-            params, fitted.transform(raw_train), y_train, fitted.transform(raw_valid), y_valid, config.tune.seed
+            params,
+            fitted.transform(raw_train),
+            y_train,
+            fitted.transform(raw_valid),
+            y_valid,
+            config.tune.seed,
         )
         save_candidates(outcome, models.path)
     models.metadata["champion"] = outcome.champion
@@ -189,10 +196,20 @@ def calibrate(
         result = fit_calibration(y, p_raw, config.calibration.n_bins, enabled=config.calibration.enabled)
         p_served = apply_temperature(p_raw, result.temperature)
         threshold, valid_f1 = best_f1_threshold(y, p_served)
-        write_json({**result.to_dict(), "threshold": threshold, "valid_f1": valid_f1, "family": family},
-                   calibration.path)
-        write_text(reliability_html(y, p_raw, apply_temperature(p_raw, result.fitted_temperature), result,
-                                    config.calibration.n_bins), reliability.path)
+        write_json(
+            {**result.to_dict(), "threshold": threshold, "valid_f1": valid_f1, "family": family},
+            calibration.path,
+        )
+        write_text(
+            reliability_html(
+                y,
+                p_raw,
+                apply_temperature(p_raw, result.fitted_temperature),
+                result,
+                config.calibration.n_bins,
+            ),
+            reliability.path,
+        )
     calibration.metadata.update(
         {"kept": result.kept, "temperature": result.temperature, "threshold": threshold, "valid_f1": valid_f1}
     )
@@ -298,8 +315,13 @@ def package(
         )
         save_bundle(built, bundle.path)
     bundle.metadata.update(
-        {"family": family, "threshold": built.threshold, "temperature": built.temperature,
-         "data_fingerprint": built.data_fingerprint, "framework": family}
+        {
+            "family": family,
+            "threshold": built.threshold,
+            "temperature": built.temperature,
+            "data_fingerprint": built.data_fingerprint,
+            "framework": family,
+        }
     )
 
 
@@ -343,7 +365,9 @@ def deploy(
 
     config = Config.from_json(config_json)
     with timed(deployment):
-        record = deploy_bundle(bundle.path, read_json(decision.path), config, registry_uri, deploy_target, run_name)
+        record = deploy_bundle(
+            bundle.path, read_json(decision.path), config, registry_uri, deploy_target, run_name
+        )
         write_json(record, deployment.path)
     deployment.metadata.update({k: record[k] for k in ("deployed", "version", "target")})
 
@@ -377,9 +401,16 @@ def summarize(
     from components.summary import build_summary
 
     stages = {
-        "ingest": dataset, "split": train, "features": transformer, "train": models,
-        "calibrate": calibration, "evaluate": evaluation, "explain": importance, "package": bundle,
-        "gate": decision, "deploy": deployment,
+        "ingest": dataset,
+        "split": train,
+        "features": transformer,
+        "train": models,
+        "calibrate": calibration,
+        "evaluate": evaluation,
+        "explain": importance,
+        "package": bundle,
+        "gate": decision,
+        "deploy": deployment,
     }
     tuning = models.metadata.get("tuning", {})
     seconds = {name: a.metadata.get("stage_seconds") for name, a in stages.items()}
@@ -396,7 +427,9 @@ def summarize(
         dataset=dict(dataset.metadata),
     )
     write_json(document, pipeline_summary.path)
-    pipeline_summary.metadata.update({"deployed": document["deployment"]["deployed"], "version": document["deployment"]["version"]})
+    pipeline_summary.metadata.update(
+        {"deployed": document["deployment"]["deployed"], "version": document["deployment"]["version"]}
+    )
 
 
 @dataclass(frozen=True)
@@ -419,8 +452,19 @@ class Ops:
 
 
 SHELLS = (
-    ingest, split, features, tune, train, calibrate, evaluate, explain, package, gate, deploy,
-    record_rejection, summarize,
+    ingest,
+    split,
+    features,
+    tune,
+    train,
+    calibrate,
+    evaluate,
+    explain,
+    package,
+    gate,
+    deploy,
+    record_rejection,
+    summarize,
 )
 
 

@@ -231,8 +231,14 @@ class LocalRegistry:
             return
         aliases[alias] = version
         _atomic_write_json(path, aliases)
-        entry = {"at": utc_now(), "who": actor or _current_user(), "alias": alias,
-                 "from": previous, "to": version, "action": action}
+        entry = {
+            "at": utc_now(),
+            "who": actor or _current_user(),
+            "alias": alias,
+            "from": previous,
+            "to": version,
+            "action": action,
+        }
         _append_line(model_dir / HISTORY_FILE, json.dumps(entry, sort_keys=True))
 
     def set_alias(self, model_name: str, alias: str, version: str, actor: str | None = None) -> None:
@@ -277,7 +283,7 @@ class LocalRegistry:
                 continue
             to = entry.get("to")
             if entry.get("action") == "rollback" and to in stack:
-                del stack[len(stack) - stack[::-1].index(to):]
+                del stack[len(stack) - stack[::-1].index(to) :]
             elif not stack or stack[-1] != to:
                 stack.append(to)
         current = self.champion(model_name)

@@ -13,5 +13,7 @@ def open_registry(uri: str) -> LocalRegistry:
     if not uri:
         raise RegistryError("registry_uri is empty: name a registry directory")
     if uri.startswith("gs://"):
-        raise RegistryError(f"registry_uri {uri!r}: a gs:// registry is not supported yet; use a local directory")
+        raise RegistryError(
+            f"registry_uri {uri!r}: a gs:// registry is not supported yet; use a local directory"
+        )
     return LocalRegistry(Path(uri))

@@ -15,8 +15,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # no display on pipeline workers
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 
 def figure_to_img_tag(fig: Figure, alt: str, dpi: int = 90) -> str:

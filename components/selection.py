@@ -91,7 +91,9 @@ def evaluate_candidates(
     that is how each would have been served had it won.
     """
     champion = candidates["champion"]
-    served = apply_temperature(predict_proba(candidates["models"][champion], X_test), calibration["temperature"])
+    served = apply_temperature(
+        predict_proba(candidates["models"][champion], X_test), calibration["temperature"]
+    )
     threshold = float(calibration["threshold"])
     families = {}
     for family, model in candidates["models"].items():

@@ -161,12 +161,18 @@ def _suggest(trial: optuna.Trial, family: str, name: str, spec: dict[str, Any]) 
     try:
         if kind == "int":
             return trial.suggest_int(
-                name, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)),
+                name,
+                int(spec["low"]),
+                int(spec["high"]),
+                step=int(spec.get("step", 1)),
                 log=bool(spec.get("log", False)),
             )
         if kind == "float":
             return trial.suggest_float(
-                name, float(spec["low"]), float(spec["high"]), step=spec.get("step"),
+                name,
+                float(spec["low"]),
+                float(spec["high"]),
+                step=spec.get("step"),
                 log=bool(spec.get("log", False)),
             )
     except KeyError as exc:
@@ -213,8 +219,13 @@ def _result(family: str, strategy: str, rows: list[dict[str, Any]]) -> TuneResul
     best = max(rows, key=lambda r: (r["mean_roc_auc"], -r["trial"]))
     table = pd.DataFrame(
         [
-            {"trial": r["trial"], **{k: _encode_choice(v) for k, v in r["params"].items()},
-             "mean_roc_auc": r["mean_roc_auc"], "std_roc_auc": r["std_roc_auc"], "seconds": r["seconds"]}
+            {
+                "trial": r["trial"],
+                **{k: _encode_choice(v) for k, v in r["params"].items()},
+                "mean_roc_auc": r["mean_roc_auc"],
+                "std_roc_auc": r["std_roc_auc"],
+                "seconds": r["seconds"],
+            }
             for r in rows
         ]
     )

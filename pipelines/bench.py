@@ -31,7 +31,9 @@ def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
     return 0
 
 
-def _train_locally(config: Config, data_uri: str, workdir: Path, name: str) -> tuple[dict[str, Any], float, Path]:
+def _train_locally(
+    config: Config, data_uri: str, workdir: Path, name: str
+) -> tuple[dict[str, Any], float, Path]:
     from pipelines.cli import code_version, new_run_name
     from pipelines.local_runner import run_pipeline_locally
 
@@ -56,13 +58,17 @@ def bench_default_run(workdir: Path) -> dict[str, Any]:
     data_dir = ensure_default_data(workdir / "data" / "marketing-2240")
     summary, seconds, _ = _train_locally(Config(), str(data_dir.resolve()), workdir, "default")
     stages = {k: v for k, v in summary["stage_seconds"].items() if v is not None}
-    print(f"default run: {seconds:.1f}s wall (target <= 60 s); champion {summary['champion']}, "
-          f"test ROC-AUC {summary['metrics']['test']['roc_auc']:.4f}, F1 {summary['metrics']['test']['f1']:.4f}")
+    print(
+        f"default run: {seconds:.1f}s wall (target <= 60 s); champion {summary['champion']}, "
+        f"test ROC-AUC {summary['metrics']['test']['roc_auc']:.4f}, F1 {summary['metrics']['test']['f1']:.4f}"
+    )
     for stage, value in sorted(stages.items(), key=lambda kv: -kv[1]):
         print(f"  {stage:<14} {value:7.2f}s")
     in_stages = sum(stages.values())
-    print(f"  sum of stage bodies {in_stages:.1f}s; the rest ({seconds - in_stages:.1f}s) is task start-up, "
-          "imports and artifact I/O")
+    print(
+        f"  sum of stage bodies {in_stages:.1f}s; the rest ({seconds - in_stages:.1f}s) is task start-up, "
+        "imports and artifact I/O"
+    )
     return {"wall_seconds": seconds, "stage_seconds": stages, "test": summary["metrics"]["test"]}
 
 
@@ -77,11 +83,19 @@ def bench_telco(workdir: Path) -> dict[str, Any]:
     split_dir = next((run_dir / "artifacts").glob("*/split"))
     baseline = hgb_baseline_auc(split_dir, config.dataset.target)
     champion = summary["metrics"]["test"]["roc_auc"]
-    print(f"telco: champion {summary['champion']} test ROC-AUC {champion:.4f} vs default "
-          f"HistGradientBoostingClassifier {baseline:.4f} on the same split "
-          f"(ratio {champion / baseline:.4f}); run {seconds:.1f}s")
-    return {"champion": summary["champion"], "champion_roc_auc": champion, "hgb_roc_auc": baseline,
-            "ratio": champion / baseline, "wall_seconds": seconds, "gate_passed": summary["gate"]["passed"]}
+    print(
+        f"telco: champion {summary['champion']} test ROC-AUC {champion:.4f} vs default "
+        f"HistGradientBoostingClassifier {baseline:.4f} on the same split "
+        f"(ratio {champion / baseline:.4f}); run {seconds:.1f}s"
+    )
+    return {
+        "champion": summary["champion"],
+        "champion_roc_auc": champion,
+        "hgb_roc_auc": baseline,
+        "ratio": champion / baseline,
+        "wall_seconds": seconds,
+        "gate_passed": summary["gate"]["passed"],
+    }
 
 
 def hgb_baseline_auc(split_dir: Path, target: str) -> float:
@@ -103,7 +117,9 @@ def _as_categories(frame: pd.DataFrame, reference: pd.DataFrame | None = None) -
     for column in out.columns:
         if out[column].dtype == object or str(out[column].dtype) in {"category", "bool", "string"}:
             levels = sorted(reference[column].dropna().astype(str).unique())
-            out[column] = pd.Categorical(out[column].astype(str).where(out[column].notna()), categories=levels)
+            out[column] = pd.Categorical(
+                out[column].astype(str).where(out[column].notna()), categories=levels
+            )
         elif str(out[column].dtype).startswith("datetime"):
             out[column] = out[column].astype("int64")
     return out

@@ -1,10 +1,10 @@
 """propensity: one CLI for running, compiling and inspecting the pipelines.
 
-    python -m pipelines.cli run                       # default synthetic data, KFP local runner
-    python -m pipelines.cli run --preset telco        # the real IBM Telco churn table
-    python -m pipelines.cli run --data my.csv --config spec.yaml --set gate.min_f1=0.5
-    python -m pipelines.cli compile --image REGISTRY/propensity-pipeline:TAG
-    python -m pipelines.cli registry list | rollback [--to v0002]
+python -m pipelines.cli run                       # default synthetic data, KFP local runner
+python -m pipelines.cli run --preset telco        # the real IBM Telco churn table
+python -m pipelines.cli run --data my.csv --config spec.yaml --set gate.min_f1=0.5
+python -m pipelines.cli compile --image REGISTRY/propensity-pipeline:TAG
+python -m pipelines.cli registry list | rollback [--to v0002]
 """
 
 from __future__ import annotations
@@ -43,12 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the training pipeline on the KFP local runner")
     add_config_arguments(run)
-    run.add_argument("--data", help="CSV/Parquet file, folder of part files, or gs:// URI (default: synthetic)")
+    run.add_argument(
+        "--data", help="CSV/Parquet file, folder of part files, or gs:// URI (default: synthetic)"
+    )
     run.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of synthetic data to generate")
     run.add_argument("--registry", type=Path, help="local registry directory (default: WORKDIR/registry)")
-    run.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where data, runs and registry live")
-    run.add_argument("--pipeline-root", help="where artifacts go (default: WORKDIR/runs/RUN); local paths only")
-    run.add_argument("--cache", action="store_true", help="reuse outputs of identical tasks from earlier runs")
+    run.add_argument(
+        "--workdir", type=Path, default=DEFAULT_WORKDIR, help="where data, runs and registry live"
+    )
+    run.add_argument(
+        "--pipeline-root", help="where artifacts go (default: WORKDIR/runs/RUN); local paths only"
+    )
+    run.add_argument(
+        "--cache", action="store_true", help="reuse outputs of identical tasks from earlier runs"
+    )
     run.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     run.set_defaults(handler=cmd_run)
 
@@ -58,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(handler=cmd_compile)
 
     data = sub.add_parser("data", help="write the synthetic marketing data")
-    data.add_argument("--out", type=Path, required=True, help="a .csv/.parquet file, or a folder for part files")
+    data.add_argument(
+        "--out", type=Path, required=True, help="a .csv/.parquet file, or a folder for part files"
+    )
     data.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     data.add_argument("--seed", type=int, default=DEFAULT_SEED)
     data.add_argument("--drift", type=float, default=0.0, help="population shift, 0 (none) to 1 (strong)")
@@ -69,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("action", choices=["list", "rollback"])
     add_config_arguments(reg)
     reg.add_argument("--registry", type=Path, default=DEFAULT_WORKDIR / "registry")
-    reg.add_argument("--to", dest="to_version", help="rollback: the version to make champion (default: previous)")
+    reg.add_argument(
+        "--to", dest="to_version", help="rollback: the version to make champion (default: previous)"
+    )
     reg.set_defaults(handler=cmd_registry)
 
     bench = sub.add_parser("bench", help="benchmarks: pipeline stage times, Telco vs a baseline")
@@ -85,8 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="marketing", help="dataset preset")
     parser.add_argument("--config", type=Path, help="YAML config / dataset spec (replaces the preset)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. gate.min_f1=0.5 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. gate.min_f1=0.5 (repeatable)",
+    )
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -164,10 +182,16 @@ def code_version() -> str:
     """The git commit of the code that trains, marked dirty when there are local edits."""
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         from importlib.metadata import version
 
@@ -178,15 +202,18 @@ def code_version() -> str:
 def format_summary(summary: dict[str, Any], seconds: float, path: Path) -> str:
     test = summary["metrics"]["test"]
     lines = ["", f"champion: {summary['champion']}   (wall time {seconds:.1f}s)", ""]
-    names = ["roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "ece", "lift_at_10"]
-    lines.append("  family     " + "".join(f"{n:>11}" for n in names[:6]))
-    lines.append("  " + "-" * (11 + 11 * 6))
+    names = ["roc_auc", "pr_auc", "f1", "precision", "recall", "brier"]
+    lines.append("  family     " + "".join(f"{n:>11}" for n in names))
+    lines.append("  " + "-" * (11 + 11 * len(names)))
     for family, metrics in summary["metrics"]["families"].items():
-        lines.append(f"  {family:<11}" + "".join(f"{metrics[n]:>11.4f}" for n in names[:6]))
-    lines.append(f"  {'served':<11}" + "".join(f"{test[n]:>11.4f}" for n in names[:6]))
-    lines.append(f"  served: threshold {test['threshold']:.3f}, ECE {test['ece']:.4f}, lift@10% {test['lift_at_10']:.2f},"
-                 f" calibration {'kept' if summary['calibration']['kept'] else 'not kept'}"
-                 f" (T={summary['calibration']['fitted_temperature']:.3f})")
+        lines.append(f"  {family:<11}" + "".join(f"{metrics[n]:>11.4f}" for n in names))
+    lines.append(f"  {'served':<11}" + "".join(f"{test[n]:>11.4f}" for n in names))
+    lines.append(
+        f"  served: threshold {test['threshold']:.3f}, ECE {test['ece']:.4f},"
+        f" lift@10% {test['lift_at_10']:.2f},"
+        f" calibration {'kept' if summary['calibration']['kept'] else 'not kept'}"
+        f" (T={summary['calibration']['fitted_temperature']:.3f})"
+    )
     lines.append("")
     gate = summary["gate"]
     lines.append(f"gate: {'PASSED' if gate['passed'] else 'FAILED'}")
@@ -194,8 +221,10 @@ def format_summary(summary: dict[str, Any], seconds: float, path: Path) -> str:
         lines.append(f"  [{'x' if check['passed'] else ' '}] {check['name']}: {check['detail']}")
     deployment = summary["deployment"]
     if deployment["deployed"]:
-        lines.append(f"registry: {deployment['model_name']} {deployment['version']} is now champion"
-                     f" (previous: {deployment['previous_champion'] or 'none'})")
+        lines.append(
+            f"registry: {deployment['model_name']} {deployment['version']} is now champion"
+            f" (previous: {deployment['previous_champion'] or 'none'})"
+        )
     else:
         lines.append("registry: unchanged (nothing deployed)")
     lines.append(f"summary: {path}")
@@ -241,8 +270,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
     for meta in registry.versions(name):
         test = meta.get("metrics", {})
         mark = "*" if meta["version"] == champion else " "
-        print(f"{mark} {meta['version']}  {meta.get('created_at', '')}  roc_auc={test.get('roc_auc', float('nan')):.4f}"
-              f"  f1={test.get('f1', float('nan')):.4f}  {meta.get('family', '')}")
+        auc, f1 = test.get("roc_auc", float("nan")), test.get("f1", float("nan"))
+        print(f"{mark} {meta['version']}  {meta.get('created_at', '')}  roc_auc={auc:.4f}  f1={f1:.4f}")
     if champion is None:
         print(f"{name}: no champion yet")
     return 0

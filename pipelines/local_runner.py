@@ -49,9 +49,12 @@ def run_pipeline_locally(
     request = {"arguments": arguments, "pipeline_root": str(run_dir / "artifacts"), "caching": enable_caching}
     command = [sys.executable, "-m", "pipelines.local_runner", json.dumps(request)]
     start = time.perf_counter()
-    with log_path.open("w") as log, subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as child:
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as child,
+    ):
         assert child.stdout is not None
         tracker = ProgressTracker(echo, start)
         for line in child.stdout:

@@ -49,12 +49,14 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         data_uri: str,
         registry_uri: str,
         config_json: str = default_config.to_json(),
-        families: list = default_config.tune.families,  # noqa: B006 - KFP reads the default
+        families: list = default_config.tune.families,
         deploy_target: str = "local",
         run_name: str = "",
         code_version: str = "unknown",
     ):
-        ingest = _configure(ops.ingest(data_uri=data_uri, config_json=config_json), "Ingest and validate", "ingest")
+        ingest = _configure(
+            ops.ingest(data_uri=data_uri, config_json=config_json), "Ingest and validate", "ingest"
+        )
         split = _configure(
             ops.split(dataset=ingest.outputs["dataset"], config_json=config_json), "Split", "split"
         )
@@ -175,7 +177,9 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 ops.record_rejection(decision=gate.outputs["decision"]), "Record rejection", "deploy"
             )
             _configure(
-                ops.summarize(**summary_inputs, deployment=rejected.outputs["deployment"]), "Summary", "summary"
+                ops.summarize(**summary_inputs, deployment=rejected.outputs["deployment"]),
+                "Summary",
+                "summary",
             )
 
     return training_pipeline

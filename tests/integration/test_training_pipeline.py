@@ -40,7 +40,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 def summary_of(out: str) -> dict:
-    return json.loads(out[out.index("\n{") + 1:])
+    return json.loads(out[out.index("\n{") + 1 :])
 
 
 def registry_snapshot(root: Path) -> dict[str, bytes]:
@@ -65,7 +65,9 @@ def base_args(workspace: Path, data_file: str) -> list[str]:
     return args
 
 
-def test_first_model_is_deployed_with_all_artifacts(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_first_model_is_deployed_with_all_artifacts(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run_cli(base_args(workspace, "customers.csv"), capsys)
     assert code == 0, err
     summary = summary_of(out)
@@ -77,8 +79,21 @@ def test_first_model_is_deployed_with_all_artifacts(workspace: Path, capsys: pyt
     assert set(summary["metrics"]["families"]) == {"xgboost", "logreg", "mlp"}
     assert summary["champion"] in summary["metrics"]["families"]
     assert summary["metrics"]["test"]["roc_auc"] >= 0.75
-    for stage in ("ingest", "split", "features", "train", "calibrate", "evaluate", "explain", "package",
-                  "gate", "deploy", "tune-xgboost", "tune-logreg", "tune-mlp"):
+    for stage in (
+        "ingest",
+        "split",
+        "features",
+        "train",
+        "calibrate",
+        "evaluate",
+        "explain",
+        "package",
+        "gate",
+        "deploy",
+        "tune-xgboost",
+        "tune-logreg",
+        "tune-mlp",
+    ):
         assert summary["stage_seconds"][stage] is not None and summary["stage_seconds"][stage] >= 0, stage
 
     # the registry holds the bundle, and it reproduces the reported test metric on the test split
@@ -87,7 +102,9 @@ def test_first_model_is_deployed_with_all_artifacts(workspace: Path, capsys: pyt
     bundle = registry.load(MODEL, "champion")
     test = pd.read_parquet(Path(summary["artifacts"]["split"]).parent / "test")
     _, served = bundle.predict(test.drop(columns=["Response"]))
-    assert roc_auc_score(test["Response"], served) == pytest.approx(summary["metrics"]["test"]["roc_auc"], abs=1e-9)
+    assert roc_auc_score(test["Response"], served) == pytest.approx(
+        summary["metrics"]["test"]["roc_auc"], abs=1e-9
+    )
     assert bundle.threshold == pytest.approx(summary["metrics"]["test"]["threshold"])
 
     # human-readable artifacts exist and say what they should
@@ -134,7 +151,9 @@ def test_shuffled_labels_fail_the_gate_and_leave_registry_unchanged(
     assert registry_snapshot(registry_root) == before
 
 
-def test_bad_input_fails_the_run_with_the_column_named(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_fails_the_run_with_the_column_named(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     frame = data.generate_marketing(rows=200, seed=1).drop(columns=["Response"])
     frame.to_csv(workspace / "no_target.csv", index=False)
     code, _, err = run_cli(base_args(workspace, "no_target.csv"), capsys)
@@ -147,6 +166,6 @@ def test_missing_file_and_gcs_root_are_refused_before_running(
 ) -> None:
     code, _, err = run_cli(["run", "--data", str(workspace / "nope.csv")], capsys)
     assert code == 2 and "nope.csv" in err
-    args = base_args(workspace, "customers.csv") + ["--pipeline-root", "gs://bucket/root"]
+    args = [*base_args(workspace, "customers.csv"), "--pipeline-root", "gs://bucket/root"]
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "gs://bucket/root" in err and "local runner" in err

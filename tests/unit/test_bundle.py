@@ -244,7 +244,9 @@ def test_build_bundle_takes_threshold_temperature_and_metrics_from_the_stages(tm
         family="logreg",
         calibration={"kept": True, "temperature": 1.3, "fitted_temperature": 1.3, "threshold": 0.37},
         evaluation={
-            "test": {"roc_auc": 0.88, "f1": 0.66}, "roc_curve": [[0], [0], [0]], "champion": "logreg"
+            "test": {"roc_auc": 0.88, "f1": 0.66},
+            "roc_curve": [[0], [0], [0]],
+            "champion": "logreg",
         },
         importance={"importance_raw": {"a": 0.5}},
         input_schema={"target": "y"},

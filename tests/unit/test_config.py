@@ -29,7 +29,9 @@ def test_ints_that_come_back_as_floats_are_accepted() -> None:
 
 def test_yaml_file_with_numeric_positive_label(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
-    path.write_text("dataset:\n  name: churn\n  target: Exited\n  positive_label: 1\n  id_columns: [CustomerId]\n")
+    path.write_text(
+        "dataset:\n  name: churn\n  target: Exited\n  positive_label: 1\n  id_columns: [CustomerId]\n"
+    )
     config = Config.from_file(path)
     assert config.dataset.positive_label == "1"
     assert config.dataset.id_columns == ["CustomerId"]
@@ -37,7 +39,9 @@ def test_yaml_file_with_numeric_positive_label(tmp_path: Path) -> None:
 
 
 def test_overrides_parse_values_as_yaml() -> None:
-    config = Config().with_overrides(["gate.min_f1=0.5", "tune.families=[xgboost, logreg]", "tune.n_trials.mlp=3"])
+    config = Config().with_overrides(
+        ["gate.min_f1=0.5", "tune.families=[xgboost, logreg]", "tune.n_trials.mlp=3"]
+    )
     assert config.gate.min_f1 == 0.5
     assert config.tune.families == ["xgboost", "logreg"]
     assert config.tune.n_trials["mlp"] == 3

@@ -161,7 +161,7 @@ def test_explain_page_has_plots_importances_and_all_four_cases(data, xgb_model) 
     assert set(result.importance_raw) == {"raw0", "raw1", "raw2"}
     for key in ("true_positive", "false_positive", "false_negative", "true_negative"):
         assert "<img" in _kinds_html(result.html, key), key
-    assert result.html.count("alt=\"dependence") == 2
+    assert result.html.count('alt="dependence') == 2
     assert "SHAP summary" in result.html and "raw0" in result.html
     payload = result.to_dict()
     assert "html" not in payload and json.dumps(payload)
@@ -191,7 +191,13 @@ def test_explain_champion_samples_and_reports_raw_columns() -> None:
     model = make_estimator("xgboost", {"n_estimators": 20, "max_depth": 2}, seed=0)
     model.fit(transformer.transform(raw), y)
     result = E.explain_champion(
-        model, "xgboost", transformer, raw, raw, y, {"temperature": 1.5, "threshold": 0.4},
+        model,
+        "xgboost",
+        transformer,
+        raw,
+        raw,
+        y,
+        {"temperature": 1.5, "threshold": 0.4},
         ExplainConfig(sample_size=50, background_size=20, top_dependence=1),
     )
     assert set(result.importance_raw) == {"a", "b", "c"}

@@ -44,8 +44,14 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame) ->
     transformer = fit_transformer(frame, spec, FeatureConfig(derived="none"))
     model = make_estimator("logreg", {"C": 1.0}, seed=0).fit(transformer.transform(frame), frame["y"])
     bundle = ModelBundle(
-        transformer=transformer, model=model, family="logreg", threshold=0.5,
-        metrics={"roc_auc": 0.9, "f1": 0.7}, params={"C": 1.0}, data_fingerprint="abc", code_version="t",
+        transformer=transformer,
+        model=model,
+        family="logreg",
+        threshold=0.5,
+        metrics={"roc_auc": 0.9, "f1": 0.7},
+        params={"C": 1.0},
+        data_fingerprint="abc",
+        code_version="t",
     )
     directory = tmp_path_factory.mktemp("bundle") / "bundle"
     save_bundle(bundle, directory)
@@ -174,7 +180,11 @@ def test_interrupted_alias_write_keeps_the_old_alias(
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -213,8 +223,14 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path: Path, bundle_d
         """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     processes = [
-        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     from_processes = []
@@ -245,8 +261,12 @@ def test_rollback_unwinds_champion_history(tmp_path: Path, bundle_dir: Path) -> 
 
     history = registry.history(MODEL)
     assert [(h["from"], h["to"], h["action"]) for h in history] == [
-        (None, "v0001", "set"), ("v0001", "v0002", "set"), ("v0002", "v0003", "set"),
-        ("v0003", "v0002", "rollback"), ("v0002", "v0001", "rollback"), ("v0001", "v0003", "rollback"),
+        (None, "v0001", "set"),
+        ("v0001", "v0002", "set"),
+        ("v0002", "v0003", "set"),
+        ("v0003", "v0002", "rollback"),
+        ("v0002", "v0001", "rollback"),
+        ("v0001", "v0003", "rollback"),
     ]
     assert history[0]["who"] == "ci" and history[-1]["who"] == "oncall" and history[0]["at"]
     lines = (tmp_path / MODEL / "alias_history.jsonl").read_text().splitlines()

@@ -40,8 +40,11 @@ def test_champion_is_highest_roc_auc():
 
 
 def test_champion_tie_on_roc_auc_goes_to_pr_auc():
-    cands = [_candidate("xgboost", 0.85, 0.50), _candidate("logreg", 0.85 + 1e-13, 0.40),
-             _candidate("mlp", 0.85, 0.60)]
+    cands = [
+        _candidate("xgboost", 0.85, 0.50),
+        _candidate("logreg", 0.85 + 1e-13, 0.40),
+        _candidate("mlp", 0.85, 0.60),
+    ]
     assert select_champion(cands).family == "mlp"
 
 

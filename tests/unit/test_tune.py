@@ -84,8 +84,9 @@ def test_optuna_categorical_lists_are_decoded(data):
 def test_timeout_stops_early_but_keeps_a_trial(data):
     X, y = data
     space = {"C": {"type": "float", "low": 1e-3, "high": 10.0, "log": True}}
-    cfg = _cfg(strategy={"logreg": "optuna"}, n_trials={"logreg": 50}, spaces={"logreg": space},
-               timeout_seconds=1e-9)
+    cfg = _cfg(
+        strategy={"logreg": "optuna"}, n_trials={"logreg": 50}, spaces={"logreg": space}, timeout_seconds=1e-9
+    )
     result = tune_family("logreg", X, y, cfg)
     assert len(result.trials) == 1  # the timeout is hit before the first trial: one is still run
 
