@@ -5,6 +5,8 @@ A bundle is a directory::
     transformer.skops   the fitted FeatureTransformer (skops, allow-listed types only)
     model.ubj | model.skops   the model (xgboost's own format, or skops for scikit-learn)
     bundle.json         family, threshold, temperature, input schema, metrics, params, provenance
+    reference.parquet   a sample of the validated training data (raw columns + target): the
+                        reference for drift monitoring and the base data of a drift retrain
     manifest.json       format version + sha256 and size of every file above (written last)
 
 It is the contract between training and serving: serving accepts the raw columns of the training
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 TRANSFORMER_FILE = "transformer.skops"
 BUNDLE_FILE = "bundle.json"
+REFERENCE_FILE = "reference.parquet"
 MANIFEST_FILE = "manifest.json"
 RESERVED_FILES = frozenset({MANIFEST_FILE, "metadata.json"})  # metadata.json: the registry's
 
@@ -104,6 +107,7 @@ class ModelBundle:
     code_version: str = "unknown"
     library_versions: dict[str, str] = field(default_factory=library_versions)
     extra: dict[str, Any] = field(default_factory=dict)
+    reference: pd.DataFrame | None = field(default=None, repr=False)  # written, not loaded back
 
     @property
     def feature_names(self) -> list[str]:
@@ -228,6 +232,8 @@ def _write_contents(bundle: ModelBundle, directory: Path) -> None:
         raise BundleError(f"unknown model family {bundle.family!r} (known: {', '.join(FAMILIES)})")
     save_transformer(bundle.transformer, directory / TRANSFORMER_FILE)
     model_files = save_model(bundle.model, bundle.family, directory)
+    if bundle.reference is not None:
+        bundle.reference.to_parquet(directory / REFERENCE_FILE, index=False)
     _write_json(
         directory / BUNDLE_FILE,
         {"format_version": FORMAT_VERSION, "model_files": model_files, **bundle.describe()},
@@ -371,6 +377,21 @@ def load_bundle(directory: str | Path) -> ModelBundle:
     return bundle
 
 
+def load_reference(directory: str | Path) -> pd.DataFrame:
+    """The bundle's reference sample, checksum-verified (kept out of ``load_bundle``: serving needs none)."""
+    directory = Path(directory)
+    manifest = verify_bundle(directory)
+    _require_listed(manifest, [REFERENCE_FILE], directory)
+    return pd.read_parquet(directory / REFERENCE_FILE)
+
+
+def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """All rows when they fit, else a seeded sample: bounded size, reproducible drift reports."""
+    if len(frame) <= max_rows:
+        return frame.reset_index(drop=True)
+    return frame.sample(n=max_rows, random_state=seed).reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- build (package stage)
 
 
@@ -425,6 +446,7 @@ def build_bundle(
     train_frame: pd.DataFrame,
     config: Config,
     code_version: str,
+    reference_frame: pd.DataFrame | None = None,
 ) -> ModelBundle:
     """Assemble the bundle from the stage outputs (calibrate, evaluate, explain JSON artifacts)."""
     columns = [c for c in transformer.input_columns if c in train_frame.columns]
@@ -450,4 +472,7 @@ def build_bundle(
             "train_rows": len(train_frame),
             "config": config.to_dict(),
         },
+        reference=None
+        if reference_frame is None
+        else reference_sample(reference_frame, config.monitoring.reference_rows, config.split.seed),
     )

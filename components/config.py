@@ -132,6 +132,17 @@ class GateConfig:
 
 
 @dataclass
+class MonitoringConfig:
+    """Batch scoring, business value and drift (the prediction pipeline)."""
+
+    reference_rows: int = 20000  # rows of validated training data kept in the bundle
+    drift_threshold: float = 0.15  # share of drifted columns that triggers a retrain
+    drift_sample_rows: int = 20000  # larger batches are sampled so the drift step stays bounded
+    contact_cost: float = 3.0  # Z_CostContact in the marketing data
+    revenue_per_conversion: float = 11.0  # Z_Revenue in the marketing data
+
+
+@dataclass
 class Config:
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -141,6 +152,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     model_name: str = ""  # registry model name; empty: "<dataset.name>-propensity"
 
     @property

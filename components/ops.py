@@ -280,6 +280,7 @@ def explain(
 
 
 def package(
+    dataset: Input[Dataset],
     train: Input[Dataset],
     transformer: Input[Model],
     models: Input[Model],
@@ -312,6 +313,7 @@ def package(
             train_frame=read_frame(train.path),
             config=config,
             code_version=code_version,
+            reference_frame=read_frame(dataset.path),
         )
         save_bundle(built, bundle.path)
     bundle.metadata.update(

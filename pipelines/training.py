@@ -120,6 +120,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         )
         package = _configure(
             ops.package(
+                dataset=ingest.outputs["dataset"],
                 train=split.outputs["train"],
                 transformer=features.outputs["transformer"],
                 models=train.outputs["models"],

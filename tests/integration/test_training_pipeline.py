@@ -18,18 +18,10 @@ from sklearn.metrics import roc_auc_score
 from components import data
 from components.registry import LocalRegistry
 from pipelines.cli import main
+from tests.conftest import fast_run_args
 
 pytestmark = pytest.mark.integration
 
-FAST = [
-    "tune.cv_folds=2",
-    "tune.grids.xgboost={n_estimators: [150], max_depth: [3, 4], learning_rate: [0.05]}",
-    "tune.n_trials.logreg=3",
-    "tune.n_trials.mlp=2",
-    "explain.sample_size=80",
-    "explain.background_size=30",
-    "explain.top_dependence=3",
-]
 MODEL = "marketing-propensity"
 
 
@@ -59,10 +51,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def base_args(workspace: Path, data_file: str) -> list[str]:
-    args = ["run", "--json", "--workdir", str(workspace / "work"), "--data", str(workspace / data_file)]
-    for item in FAST:
-        args += ["--set", item]
-    return args
+    return fast_run_args(workspace / "work", workspace / data_file)
 
 
 def test_first_model_is_deployed_with_all_artifacts(

@@ -261,3 +261,18 @@ def test_build_bundle_takes_threshold_temperature_and_metrics_from_the_stages(tm
     assert "id" not in built.extra["reference_stats"]  # only transformer inputs
     B.save_bundle(built, tmp_path / "b")
     assert B.load_bundle(tmp_path / "b").code_version == "abc123"
+
+
+def test_reference_sample_is_bounded_checksummed_and_loadable(tmp_path: Path) -> None:
+    bundle, frame = make_bundle("logreg")
+    big = pd.concat([frame] * 5, ignore_index=True)
+    bundle.reference = B.reference_sample(big, max_rows=300, seed=1)
+    assert len(bundle.reference) == 300
+    assert B.reference_sample(frame, max_rows=10_000, seed=1).equals(frame.reset_index(drop=True))
+    B.save_bundle(bundle, tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / B.MANIFEST_FILE).read_text())
+    assert B.REFERENCE_FILE in manifest["files"]
+    pd.testing.assert_frame_equal(B.load_reference(tmp_path / "b"), bundle.reference)
+    (tmp_path / "b" / B.REFERENCE_FILE).write_bytes(b"tampered")
+    with pytest.raises(BundleError, match=B.REFERENCE_FILE):
+        B.load_reference(tmp_path / "b")

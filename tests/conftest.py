@@ -1,0 +1,53 @@
+"""Shared fixtures: a registry with a champion trained by the real pipeline (KFP local runner).
+
+Trained once per test session on small synthetic data with small tuning budgets, so the serving
+and prediction tests use a bundle made exactly as users' bundles are made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+FAST_OVERRIDES = [
+    "tune.cv_folds=2",
+    "tune.grids.xgboost={n_estimators: [150], max_depth: [3, 4], learning_rate: [0.05]}",
+    "tune.n_trials.logreg=3",
+    "tune.n_trials.mlp=2",
+    "explain.sample_size=80",
+    "explain.background_size=30",
+    "explain.top_dependence=3",
+]
+MODEL_NAME = "marketing-propensity"
+
+
+def fast_run_args(workdir: Path, data_file: Path, extra: list[str] | None = None) -> list[str]:
+    """CLI arguments for a quick, real training run."""
+    args = ["run", "--json", "--workdir", str(workdir), "--data", str(data_file)]
+    for item in [*FAST_OVERRIDES, *(extra or [])]:
+        args += ["--set", item]
+    return args
+
+
+@dataclass(frozen=True)
+class TrainedRegistry:
+    root: Path  # the registry directory
+    model_name: str
+    data: pd.DataFrame  # the raw table it was trained on
+    workdir: Path
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
+    from components.data import generate_marketing
+    from pipelines.cli import main
+
+    workdir = tmp_path_factory.mktemp("trained")
+    frame = generate_marketing(rows=700, seed=5)
+    data_file = workdir / "customers.csv"
+    frame.to_csv(data_file, index=False)
+    assert main(fast_run_args(workdir / "work", data_file, ["model_name=marketing-propensity"])) == 0
+    return TrainedRegistry(workdir / "work" / "registry", MODEL_NAME, frame, workdir)
