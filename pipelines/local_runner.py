@@ -23,6 +23,11 @@ TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 SKIPPED = re.compile(r"Skipping conditional task ([\w-]+)")
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 SUMMARY_OUTPUT = "pipeline_summary"
+# pipeline name -> "module:factory" building it for an image (imported in the child process only)
+PIPELINES = {
+    "training": "pipelines.training:build_training_pipeline",
+    "prediction": "pipelines.prediction:build_prediction_pipeline",
+}
 
 
 class PipelineRunError(RuntimeError):
@@ -42,11 +47,20 @@ def run_pipeline_locally(
     run_dir: Path,
     echo: Callable[[str], None] = print,
     enable_caching: bool = False,
+    pipeline: str = "training",
+    summary_output: str = SUMMARY_OUTPUT,
 ) -> LocalRun:
-    """Run the pipeline with ``arguments`` and return its summary. Raises PipelineRunError."""
+    """Run the named pipeline with ``arguments`` and return its summary. Raises PipelineRunError."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "pipeline.log"
-    request = {"arguments": arguments, "pipeline_root": str(run_dir / "artifacts"), "caching": enable_caching}
+    request = {
+        "arguments": arguments,
+        "pipeline_root": str(run_dir / "artifacts"),
+        "caching": enable_caching,
+        "pipeline": pipeline,
+    }
     command = [sys.executable, "-m", "pipelines.local_runner", json.dumps(request)]
     start = time.perf_counter()
     with (
@@ -64,7 +78,7 @@ def run_pipeline_locally(
     seconds = time.perf_counter() - start
     if code != 0:
         raise PipelineRunError(tracker.failure_message(log_path))
-    summary_path = find_summary(run_dir / "artifacts")
+    summary_path = find_summary(run_dir / "artifacts", summary_output)
     return LocalRun(run_dir, log_path, json.loads(summary_path.read_text()), seconds)
 
 
@@ -101,28 +115,30 @@ class ProgressTracker:
         return f"{where} failed: {cause}\n(full log: {log_path})"
 
 
-def find_summary(artifacts_root: Path) -> Path:
-    """The summary written by whichever branch of the gate ran (newest run under the root)."""
-    found = sorted(artifacts_root.glob(f"*/summar*/{SUMMARY_OUTPUT}"), key=lambda p: p.stat().st_mtime)
+def find_summary(artifacts_root: Path, output_name: str = SUMMARY_OUTPUT) -> Path:
+    """The summary written by whichever branch ran: the newest top-level task output of that name."""
+    found = sorted(artifacts_root.glob(f"*/*/{output_name}"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise PipelineRunError(f"the pipeline finished but wrote no {SUMMARY_OUTPUT} under {artifacts_root}")
+        raise PipelineRunError(f"the pipeline finished but wrote no {output_name} under {artifacts_root}")
     return found[-1]
 
 
 def _child_main(request_json: str) -> int:
     """Entry point of the child process: init the local runner and run the pipeline once."""
+    import importlib
+
     from kfp import local
 
-    from pipelines.training import build_training_pipeline
-
     request = json.loads(request_json)
+    module_name, factory = PIPELINES[request["pipeline"]].split(":")
+    build = getattr(importlib.import_module(module_name), factory)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=request["pipeline_root"],
         raise_on_error=True,
         enable_caching=request["caching"],
     )
-    build_training_pipeline()(**request["arguments"])
+    build()(**request["arguments"])
     return 0
 
 
