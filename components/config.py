@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -142,6 +143,61 @@ class MonitoringConfig:
     revenue_per_conversion: float = 11.0  # Z_Revenue in the marketing data
 
 
+_EXPERIMENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+
+
+EXPERIMENT_RULE = "lowercase letters, digits and '-', starting with a letter or digit, at most 128"
+
+
+def valid_experiment(name: str) -> bool:
+    return bool(_EXPERIMENT_RE.match(name))
+
+
+@dataclass
+class VertexConfig:
+    """Vertex AI deployment settings: the config section ``vertex`` (used when deploy_target=vertex)."""
+
+    project: str = ""
+    location: str = ""
+    endpoint_name: str = ""  # empty: "<model_name>-endpoint"
+    serving_image: str = ""  # the serving container (containers/serving), pushed to Artifact Registry
+    machine_type: str = "n1-standard-2"
+    min_replicas: int = 1
+    max_replicas: int = 1
+    canary_percent: int = 0  # 0: the new version takes all traffic; 1-99: its share as a canary
+    service_account: str = ""  # the endpoint's runtime identity; empty: the Vertex default
+    experiment: str = ""  # Vertex AI Experiments name for the deploy step's run; empty: no logging
+    predict_route: str = "/predict"
+    health_route: str = "/health"
+    port: int = 8080
+
+    def check(self) -> None:
+        """Ranges and formats (the lead's validate_config calls this); raises ConfigError."""
+        if not 0 <= self.canary_percent <= 99:
+            raise ConfigError(
+                f"vertex.canary_percent must be 0 (full rollout) to 99, got {self.canary_percent}"
+            )
+        if self.min_replicas < 1 or self.max_replicas < self.min_replicas:
+            raise ConfigError(
+                f"vertex.min_replicas ({self.min_replicas}) must be >= 1 and "
+                f"vertex.max_replicas ({self.max_replicas}) >= min_replicas"
+            )
+        if self.experiment and not _EXPERIMENT_RE.match(self.experiment):
+            raise ConfigError(f"vertex.experiment {self.experiment!r}: {EXPERIMENT_RULE}")
+        for name in ("predict_route", "health_route"):
+            if not getattr(self, name).startswith("/"):
+                raise ConfigError(f"vertex.{name} must start with '/', got {getattr(self, name)!r}")
+
+    def require_deployable(self) -> None:
+        """Everything a deployment needs is set; the message names every missing field."""
+        self.check()
+        missing = [name for name in ("project", "location", "serving_image") if not getattr(self, name)]
+        if missing:
+            raise ConfigError(
+                "deploy_target 'vertex' needs " + ", ".join(f"vertex.{m}" for m in missing) + " in the config"
+            )
+
+
 @dataclass
 class Config:
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
@@ -153,6 +209,7 @@ class Config:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    vertex: VertexConfig = field(default_factory=VertexConfig)
     model_name: str = ""  # registry model name; empty: "<dataset.name>-propensity"
 
     @property
@@ -290,6 +347,7 @@ def validate_config(config: Config) -> None:
             raise ConfigError(f"gate.{name} must be in [0, 1], got {value}")
     if not config.dataset.target:
         raise ConfigError("dataset.target must name the target column")
+    config.vertex.check()
 
 
 def telco_config() -> Config:

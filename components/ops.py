@@ -24,6 +24,20 @@ from kfp.dsl import (
 )
 
 
+class VertexModel(Artifact):
+    """A Vertex AI Model Registry version (metadata ``resourceName``): the console links to it."""
+
+    schema_title = "google.VertexModel"
+    schema_version = "0.0.1"
+
+
+class VertexEndpoint(Artifact):
+    """A Vertex AI endpoint (metadata ``resourceName``): the console links to it."""
+
+    schema_title = "google.VertexEndpoint"
+    schema_version = "0.0.1"
+
+
 def ingest(
     data_uri: str,
     config_json: str,
@@ -359,8 +373,14 @@ def deploy(
     deploy_target: str,
     run_name: str,
     deployment: Output[Artifact],
+    vertex_model: Output[VertexModel],
+    vertex_endpoint: Output[VertexEndpoint],
 ):
-    """Register the bundle as a new immutable version and move the champion alias to it."""
+    """Register the bundle as a new immutable version and promote it (local registry or Vertex AI).
+
+    With deploy_target=vertex the Vertex model version and endpoint are also output as
+    google.VertexModel / google.VertexEndpoint artifacts, so the console shows the lineage.
+    """
     from components.artifacts import read_json, timed, write_json
     from components.config import Config
     from components.deploy import deploy_bundle
@@ -372,6 +392,13 @@ def deploy(
         )
         write_json(record, deployment.path)
     deployment.metadata.update({k: record[k] for k in ("deployed", "version", "target")})
+    for artifact, key in ((vertex_model, "model"), (vertex_endpoint, "endpoint")):
+        if "vertex" in record:
+            artifact.uri = record[f"vertex_{key}_uri"]
+            name = record["vertex"]["versioned_model_name" if key == "model" else "endpoint_resource_name"]
+            artifact.metadata["resourceName"] = name
+        else:
+            artifact.metadata["note"] = f"deploy_target {deploy_target!r}: no Vertex AI {key}"
 
 
 def record_rejection(decision: Input[Artifact], deployment: Output[Artifact]):

@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components.errors import RegistryError
-from components.registry import LocalRegistry
+from components.registry import CHAMPION, LocalRegistry
+
+if TYPE_CHECKING:
+    from components.gcs_registry import GcsRegistry
 
 
-def open_registry(uri: str) -> LocalRegistry:
-    """A local directory registry. ``gs://`` registries are not supported by this backend yet."""
+def open_registry(uri: str) -> LocalRegistry | GcsRegistry:
+    """A ``gs://bucket/prefix`` registry in GCS, or a local directory registry."""
     if not uri:
-        raise RegistryError("registry_uri is empty: name a registry directory")
+        raise RegistryError("registry_uri is empty: name a registry directory or a gs:// URI")
     if uri.startswith("gs://"):
-        raise RegistryError(
-            f"registry_uri {uri!r}: a gs:// registry is not supported yet; use a local directory"
-        )
+        from components.gcs_registry import GcsRegistry  # lazy: pulls in google-cloud-storage
+
+        try:
+            return GcsRegistry(uri)
+        except ValueError as exc:
+            raise RegistryError(f"registry_uri {uri!r}: {exc}") from exc
     return LocalRegistry(Path(uri))
+
+
+def version_dir(registry: LocalRegistry | GcsRegistry, model_name: str, ref: str = CHAMPION) -> Path:
+    """A local directory with the files of a version (a verified download for a GCS registry).
+
+    ``resolve`` returns a local path for a LocalRegistry but a gs:// URI for a GcsRegistry; code
+    that needs the files (e.g. ``bundle.load_reference``) uses this instead.
+    """
+    if isinstance(registry, LocalRegistry):
+        return registry.resolve(model_name, ref)
+    return registry.local_copy(model_name, ref)

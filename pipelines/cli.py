@@ -91,7 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="the local online endpoint (see issue #3)")
     serve.set_defaults(handler=cmd_serve)
+    add_extension_commands(sub)
     return parser
+
+
+def add_extension_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands that live next to the code they drive (submit to Vertex AI / KFP)."""
+    from pipelines import submit
+
+    submit.add_commands(sub)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,401 @@
+"""GCS paths against a real GCS JSON API: gcp-storage-emulator on loopback (see tests/gcs_emulator.py).
+
+Every test talks HTTP to the emulator through the test proxy, which adds what the emulator lacks
+(generation preconditions, as GCS enforces them) and injects transient failures on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from google.api_core import exceptions
+from google.api_core.retry import Retry
+
+from components import storage
+from components.bundle import load_bundle
+from components.config import Config
+from components.deploy import deploy_bundle
+from components.errors import BundleError, DataValidationError, RegistryError
+from components.gcs_registry import GcsRegistry
+from components.ingest import read_table
+from components.registry import LocalRegistry
+from components.registry_access import open_registry, version_dir
+from components.vertex import VertexConfig
+from tests.conftest import FAST_OVERRIDES, TrainedRegistry
+from tests.gcs_emulator import GcsProxy, anonymous_client, running_emulator, running_proxy
+from tests.unit.test_vertex_deploy import FakeAiplatform
+
+pytestmark = pytest.mark.integration
+MODEL = "marketing-propensity"
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[GcsProxy]:
+    with running_emulator() as emulator, running_proxy(emulator.url) as proxy:
+        yield proxy
+
+
+@dataclass
+class Gcs:
+    proxy: GcsProxy
+    client: Any
+    bucket: str
+
+    def uri(self, *parts: str) -> str:
+        return storage.join(f"gs://{self.bucket}", *parts)
+
+    def registry(self, cache: Path, prefix: str = "registry") -> GcsRegistry:
+        """A registry with its own client (as another process would have)."""
+        return GcsRegistry(self.uri(prefix), client=anonymous_client(), cache_dir=cache)
+
+
+@pytest.fixture
+def gcs(proxy: GcsProxy, monkeypatch: pytest.MonkeyPatch) -> Gcs:
+    proxy.reset()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    client = anonymous_client()
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(bucket)
+    return Gcs(proxy, client, bucket)
+
+
+def bundle_dir(trained: TrainedRegistry) -> Path:
+    return LocalRegistry(trained.root).resolve(trained.model_name)
+
+
+def scores(bundle: Any, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(bundle.predict(frame.drop(columns=["Response"]).head(50))[1])
+
+
+# ------------------------------------------------------------------------------------- datasets
+
+
+def test_read_table_from_a_gcs_file_and_a_folder_of_parts(gcs: Gcs, tmp_path: Path) -> None:
+    from components.data import generate_marketing
+
+    frame = generate_marketing(rows=300, seed=3)
+    local = tmp_path / "customers.csv"
+    frame.to_csv(local, index=False)
+    storage.write_bytes(gcs.uri("data/customers.csv"), local.read_bytes(), gcs.client)
+    parts = [frame.iloc[0:100], frame.iloc[100:200], frame.iloc[200:]]
+    for name, part in zip(["p1", "p10", "p2"], parts, strict=True):
+        path = tmp_path / f"{name}.parquet"
+        part.to_parquet(path, index=False)
+        storage.write_bytes(gcs.uri(f"data/parts/{name}.parquet"), path.read_bytes(), gcs.client)
+    storage.write_bytes(gcs.uri("data/parts/_SUCCESS"), b"", gcs.client)  # not data: skipped
+    storage.write_bytes(gcs.uri("data/parts/old/stale.csv"), b"a,b\n1,2\n", gcs.client)  # nested: skipped
+
+    # no client passed: ingest makes its own, which finds the emulator via STORAGE_EMULATOR_HOST
+    single, sources = read_table(gcs.uri("data/customers.csv"))
+    pd.testing.assert_frame_equal(single, pd.read_csv(local))
+    assert sources == [gcs.uri("data/customers.csv")]
+
+    merged, sources = read_table(gcs.uri("data/parts"))
+    assert sources == [gcs.uri(f"data/parts/{n}.parquet") for n in ("p1", "p2", "p10")]  # natural order
+    expected = pd.concat([parts[0], parts[2], parts[1]], ignore_index=True)
+    pd.testing.assert_frame_equal(merged, expected)
+
+    with pytest.raises(DataValidationError, match="does not exist"):
+        read_table(gcs.uri("data/nothing-here.csv"))
+
+
+# ------------------------------------------------------------------------------------- registry
+
+
+def test_register_load_and_refuse_tampered_bundles(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    source = bundle_dir(trained_registry)
+    registry = open_registry(gcs.uri("registry"))
+    assert isinstance(registry, GcsRegistry)
+    registry = gcs.registry(tmp_path / "cache")
+    version = registry.register(MODEL, source, {"run_name": "run-1"})
+    registry.set_alias(MODEL, "champion", version)
+    assert version == "v0001" and registry.champion(MODEL) == "v0001"
+    assert registry.resolve(MODEL) == gcs.uri("registry", MODEL, "versions", "v0001")
+    (record,) = registry.versions(MODEL)
+    assert record["version"] == "v0001" and record["run_name"] == "run-1"
+
+    loaded = registry.load(MODEL)
+    expected = scores(load_bundle(source), trained_registry.data)
+    np.testing.assert_allclose(scores(loaded, trained_registry.data), expected)
+    assert version_dir(registry, MODEL) == registry.local_copy(MODEL)
+
+    # a modified object is refused by checksum, naming the gs:// location
+    tampered = gcs.uri("registry", MODEL, "versions", "v0001", "transformer.skops")
+    storage.write_bytes(tampered, storage.read_bytes(tampered, gcs.client) + b"x", gcs.client)
+    with pytest.raises(BundleError, match=r"transformer\.skops in gs://.*does not match its checksum"):
+        gcs.registry(tmp_path / "fresh-cache").load(MODEL)
+    # the verified local copy made before the tampering still loads (versions are immutable)
+    np.testing.assert_allclose(scores(registry.load(MODEL), trained_registry.data), expected)
+
+    # manifest and file rewritten consistently: caught by the digest recorded at registration
+    manifest_uri = gcs.uri("registry", MODEL, "versions", "v0001", "manifest.json")
+    manifest = json.loads(storage.read_bytes(manifest_uri, gcs.client))
+    import hashlib
+
+    data = storage.read_bytes(tampered, gcs.client)
+    manifest["files"]["transformer.skops"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    storage.write_bytes(manifest_uri, json.dumps(manifest).encode(), gcs.client)
+    with pytest.raises(BundleError, match="digest recorded at registration"):
+        gcs.registry(tmp_path / "third-cache").load(MODEL)
+
+
+def test_incomplete_versions_are_ignored(gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path) -> None:
+    registry = gcs.registry(tmp_path / "cache")
+    registry.register(MODEL, bundle_dir(trained_registry))
+    # a writer that died after claiming v0002 and uploading some files, before metadata.json
+    storage.write_bytes(gcs.uri("registry", MODEL, "versions", "v0002", ".claim"), b"{}", gcs.client)
+    storage.write_bytes(gcs.uri("registry", MODEL, "versions", "v0002", "bundle.json"), b"{}", gcs.client)
+    assert [v["version"] for v in registry.versions(MODEL)] == ["v0001"]
+    assert registry.resolve(MODEL, "latest").endswith("/v0001")
+    with pytest.raises(RegistryError, match="unknown version 'v0002'"):
+        registry.set_alias(MODEL, "champion", "v0002")
+    assert registry.register(MODEL, bundle_dir(trained_registry)) == "v0003"  # never reuses v0002
+
+
+def test_same_behaviour_as_the_local_registry(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    source = bundle_dir(trained_registry)
+    local, remote = LocalRegistry(tmp_path / "local"), gcs.registry(tmp_path / "cache")
+    seen: dict[str, list[Any]] = {"local": [], "gcs": []}
+    for name, registry in (("local", local), ("gcs", remote)):
+        log = seen[name]
+        for _ in range(3):
+            version = registry.register(MODEL, source)
+            registry.set_alias(MODEL, "champion", version)
+        log.append(registry.rollback(MODEL))
+        log.append(registry.rollback(MODEL))
+        registry.set_alias(MODEL, "champion", "v0003")
+        log.append(registry.rollback(MODEL, "v0002"))
+        registry.set_alias(MODEL, "staging", "v0001")
+        log.append(registry.aliases(MODEL))
+        log.append([(h["alias"], h["from"], h["to"], h["action"]) for h in registry.history(MODEL)])
+        log.append([v["version"] for v in registry.versions(MODEL)])
+        log.append(registry.models())
+        for bad in (
+            lambda r=registry: r.resolve("unknown-model"),
+            lambda r=registry: r.resolve(MODEL, "v0042"),
+            lambda r=registry: r.resolve(MODEL, "nope"),
+            lambda r=registry: r.set_alias(MODEL, "v0001", "v0001"),
+            lambda r=registry: r.set_alias(MODEL, "Bad Alias", "v0001"),
+        ):
+            with pytest.raises(RegistryError) as caught:
+                bad()
+            log.append(str(caught.value).replace(str(tmp_path / "local"), "ROOT").replace(remote.uri, "ROOT"))
+    assert seen["gcs"] == seen["local"]
+    assert seen["gcs"][0:3] == ["v0002", "v0001", "v0002"]
+
+
+# ------------------------------------------------------------------------------- serving bundle
+
+
+def test_localize_loads_the_serving_bundle_from_aip_storage_uri(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = bundle_dir(trained_registry)
+    uploaded = storage.upload_dir(source, gcs.uri("models/churn/1"), gcs.client, last=["manifest.json"])
+    assert uploaded[-1] == "manifest.json"
+    monkeypatch.setenv("AIP_STORAGE_URI", gcs.uri("models/churn/1"))
+
+    import os
+
+    local = storage.localize(os.environ["AIP_STORAGE_URI"], cache_dir=tmp_path / "cache")
+    assert local.is_dir() and (local / "manifest.json").is_file()
+    expected = scores(load_bundle(source), trained_registry.data)
+    np.testing.assert_allclose(scores(load_bundle(local), trained_registry.data), expected)
+    # a second start replaces the copy (no stale files survive)
+    (local / "stale.txt").write_text("left over")
+    assert storage.localize(gcs.uri("models/churn/1/"), cache_dir=tmp_path / "cache") == local
+    assert not (local / "stale.txt").exists()
+
+    one = storage.localize(gcs.uri("models/churn/1/bundle.json"), cache_dir=tmp_path / "cache2")
+    assert json.loads(one.read_text()) == json.loads((source / "bundle.json").read_text())
+    assert storage.localize(str(source)) == source  # a local path is used as is
+    with pytest.raises(FileNotFoundError, match="no object or prefix"):
+        storage.localize(gcs.uri("models/missing"), cache_dir=tmp_path / "cache3")
+
+
+# ------------------------------------------------------------------------------ transient errors
+
+
+def test_transient_errors_are_retried_and_others_are_not(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    uri = gcs.uri("data/x.json")
+    proxy = gcs.proxy
+    proxy.fail("POST", "/upload/", status=None)  # connection dropped without an answer
+    proxy.fail("POST", "/upload/", status=503)
+    storage.write_bytes(uri, b"payload", gcs.client)
+    assert proxy.count("POST", "/upload/") == 3
+
+    proxy.fail("GET", "/download/", status=503, times=2)
+    proxy.fail("GET", "/download/", status=429)
+    assert storage.read_bytes(uri, gcs.client) == b"payload"
+    assert proxy.count("GET", "/download/") == 4
+
+    proxy.fail("GET", "/o?", status=500)  # listing
+    assert storage.list_names(gcs.uri("data"), gcs.client) == ["x.json"]
+
+    proxy.fail("GET", "/download/", status=403)
+    before = proxy.count("GET", "/download/")
+    with pytest.raises(exceptions.Forbidden):
+        storage.read_bytes(uri, gcs.client)
+    assert proxy.count("GET", "/download/") == before + 1  # not retried
+
+    proxy.fail("GET", "/download/", status=503, times=1000)
+    with pytest.raises(exceptions.RetryError):
+        storage.read_bytes(
+            uri, gcs.client, retry=Retry(predicate=storage.is_transient, initial=0.01, timeout=0.5)
+        )
+    proxy.reset()
+
+    # a whole registry round trip and an ingest read through flaky downloads
+    registry = gcs.registry(tmp_path / "cache")
+    version = registry.register(MODEL, bundle_dir(trained_registry))
+    proxy.fail("GET", "/download/", status=503, times=3)
+    registry.load(MODEL, version)
+    trained_registry.data.head(100).to_csv(tmp_path / "d.csv", index=False)
+    storage.write_bytes(gcs.uri("d.csv"), (tmp_path / "d.csv").read_bytes(), gcs.client)
+    proxy.fail("GET", "/download/", status=502, times=2)
+    assert len(read_table(gcs.uri("d.csv"))[0]) == 100
+
+
+# ---------------------------------------------------------------------------------- concurrency
+
+
+def test_concurrent_alias_moves_and_registrations_lose_nothing(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    source = bundle_dir(trained_registry)
+    first = gcs.registry(tmp_path / "c0")
+
+    versions: list[str] = []
+    errors: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            versions.append(gcs.registry(tmp_path / "c1").register(MODEL, source))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and sorted(versions) == ["v0001", "v0002", "v0003", "v0004"]
+    assert [v["version"] for v in first.versions(MODEL)] == sorted(versions)
+
+    def move(alias: str, version: str) -> None:
+        try:
+            gcs.registry(tmp_path / "c2").set_alias(MODEL, alias, version)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=(f"team-{i}", versions[i % 4])) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    assert first.aliases(MODEL) == {f"team-{i}": versions[i % 4] for i in range(8)}
+    assert len(first.history(MODEL)) == 8
+
+    # deterministic race: another writer moves an alias between our read and our write
+    gcs.proxy.reset()
+    gcs.proxy.before_once(
+        lambda method, path: method == "POST" and "ifGenerationMatch=" in path,
+        lambda: gcs.registry(tmp_path / "c3").set_alias(MODEL, "champion", "v0002"),
+    )
+    first.set_alias(MODEL, "staging", "v0003")
+    assert gcs.proxy.precondition_failures >= 1  # our first write was refused, then redone
+    aliases = first.aliases(MODEL)
+    assert aliases["champion"] == "v0002" and aliases["staging"] == "v0003"
+
+
+# --------------------------------------------------------------------------- deploy (vertex target)
+
+
+def test_vertex_deploy_registers_in_gcs_then_moves_the_alias(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "default_cache_dir", lambda: tmp_path / "cache")
+    fake = FakeAiplatform(project="proj", location="europe-west4")
+    settings = VertexConfig(
+        project="proj", location="europe-west4", serving_image="serving:1", experiment="propensity"
+    )
+    config = Config.from_dict({"model_name": MODEL})
+    registry_uri = gcs.uri("registry")
+
+    def deploy(run: str, **changes: Any) -> dict[str, Any]:
+        chosen = VertexConfig(**{**settings.__dict__, **changes})
+        return deploy_bundle(
+            bundle_dir(trained_registry),
+            {"passed": True},
+            config,
+            registry_uri,
+            "vertex",
+            run,
+            vertex_sdk=fake,
+            vertex_settings=chosen,
+        )
+
+    record = deploy("run-20260101-000000-000001")
+    registry = GcsRegistry(registry_uri, client=gcs.client, cache_dir=tmp_path / "cache")
+    assert record["version"] == "v0001" and registry.champion(MODEL) == "v0001"
+    (upload,) = fake.calls_named("Model.upload")
+    assert upload["artifact_uri"] == record["version_uri"] == gcs.uri("registry", MODEL, "versions", "v0001")
+    assert upload["labels"]["run-id"] == "run-20260101-000000-000001"
+    assert upload["labels"]["registry-version"] == "v0001"
+    assert record["vertex"]["traffic_split"] == {record["vertex"]["deployed_model_id"]: 100}
+    assert record["vertex_model_uri"].endswith(record["vertex"]["versioned_model_name"])
+    logged = fake.runs[("propensity", record["experiment_run"])]
+    assert logged["metrics"]["roc_auc"] == pytest.approx(
+        load_bundle(bundle_dir(trained_registry)).metrics["roc_auc"]
+    )
+    assert logged["params"]["registry_version"] == "v0001"
+
+    canary = deploy("run-20260101-000000-000002", canary_percent=10)
+    assert canary["alias"] == "challenger" and canary["vertex"]["canary_percent"] == 10
+    assert registry.champion(MODEL) == "v0001" and registry.aliases(MODEL)["challenger"] == "v0002"
+    assert sorted(canary["vertex"]["traffic_split"].values()) == [10, 90]
+
+    # Vertex refuses the deployment: the version is registered, but the champion does not move
+    with pytest.raises(exceptions.InvalidArgument):
+        deploy("run-20260101-000000-000003", machine_type="")
+    assert registry.champion(MODEL) == "v0001"
+    assert [v["version"] for v in registry.versions(MODEL)][-1] == "v0003"
+
+
+def test_local_pipeline_reads_gcs_data_and_keeps_its_registry_in_gcs(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    """The real pipeline (KFP local runner): ingest reads gs://, gate and deploy use the GCS registry."""
+    from pipelines.local_runner import run_pipeline_locally
+
+    trained_registry.data.to_csv(tmp_path / "customers.csv", index=False)
+    storage.write_bytes(gcs.uri("data/customers.csv"), (tmp_path / "customers.csv").read_bytes(), gcs.client)
+    config = Config().with_overrides([*FAST_OVERRIDES, "tune.families=[logreg]", f"model_name={MODEL}"])
+    arguments = {
+        "data_uri": gcs.uri("data/customers.csv"),
+        "registry_uri": gcs.uri("registry"),
+        "config_json": config.to_json(),
+        "families": ["logreg"],
+        "deploy_target": "local",
+        "run_name": "run-gcs",
+        "code_version": "test",
+    }
+    result = run_pipeline_locally(arguments, tmp_path / "run", echo=lambda _: None)
+    deployment = result.summary["deployment"]
+    assert deployment["deployed"], result.summary["gate"]
+    assert deployment["version_uri"] == gcs.uri("registry", MODEL, "versions", "v0001")
+    registry = GcsRegistry(gcs.uri("registry"), client=gcs.client, cache_dir=tmp_path / "cache")
+    assert registry.champion(MODEL) == "v0001"
+    assert registry.versions(MODEL)[0]["run_name"] == "run-gcs"
