@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="compile the pipeline YAML and validate it")
     comp.add_argument("--out", type=Path, default=Path("build"))
     comp.add_argument("--image", default=None, help="pipeline image URI written into every task")
+    comp.add_argument(
+        "--pvc",
+        default=None,
+        metavar="CLAIM:/PATH",
+        help="mount a PersistentVolumeClaim into every task (KFP on kind)",
+    )
     comp.set_defaults(handler=cmd_compile)
 
     data = sub.add_parser("data", help="write the synthetic marketing data")
@@ -240,9 +246,13 @@ def format_summary(summary: dict[str, Any], seconds: float, path: Path) -> str:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines.compile import DEFAULT_IMAGE, compile_all
+    from pipelines.compile import DEFAULT_IMAGE, PvcMount, compile_all
 
-    for path in compile_all(args.out, args.image or DEFAULT_IMAGE):
+    try:
+        pvc = PvcMount.parse(args.pvc) if args.pvc else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    for path in compile_all(args.out, args.image or DEFAULT_IMAGE, pvc):
         print(f"wrote and validated {path}")
     return 0
 

@@ -9,21 +9,21 @@ from google.protobuf import json_format
 from kfp import compiler, components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipelines.training import DEFAULT_IMAGE, build_training_pipeline
+from pipelines.training import DEFAULT_IMAGE, PvcMount, build_training_pipeline
 
-__all__ = ["DEFAULT_IMAGE", "compile_all", "compile_training", "validate_pipeline_yaml"]
+__all__ = ["DEFAULT_IMAGE", "PvcMount", "compile_all", "compile_training", "validate_pipeline_yaml"]
 
 
-def compile_training(out_dir: Path, image: str = DEFAULT_IMAGE) -> Path:
+def compile_training(out_dir: Path, image: str = DEFAULT_IMAGE, pvc: PvcMount | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "training_pipeline.yaml"
-    compiler.Compiler().compile(build_training_pipeline(image), str(path))
+    compiler.Compiler().compile(build_training_pipeline(image, pvc), str(path))
     validate_pipeline_yaml(path)
     return path
 
 
-def compile_all(out_dir: Path, image: str = DEFAULT_IMAGE) -> list[Path]:
-    return [compile_training(out_dir, image)]
+def compile_all(out_dir: Path, image: str = DEFAULT_IMAGE, pvc: PvcMount | None = None) -> list[Path]:
+    return [compile_training(out_dir, image, pvc)]
 
 
 def validate_pipeline_yaml(path: Path) -> pipeline_spec_pb2.PipelineSpec:

@@ -4,6 +4,8 @@ evaluate -> explain -> package -> gate -> dsl.If(passed): deploy -> summary.
 Built by a factory so the component image is a compile-time setting (``build_training_pipeline``).
 """
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from kfp import dsl
@@ -31,15 +33,36 @@ RESOURCES: dict[str, tuple[str, str]] = {
 }
 
 
-def _configure(task: Any, display_name: str, stage: str) -> Any:
+@dataclass(frozen=True)
+class PvcMount:
+    """A Kubernetes PersistentVolumeClaim mounted into every task (kind: shared data + registry)."""
+
+    name: str
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> "PvcMount":
+        name, sep, path = text.partition(":")
+        if not sep or not name or not path.startswith("/"):
+            raise ValueError(f"--pvc {text!r} must look like CLAIM_NAME:/absolute/mount/path")
+        return cls(name, path)
+
+
+def _configure(task: Any, display_name: str, stage: str, pvc: PvcMount | None = None) -> Any:
     cpu, memory = RESOURCES[stage]
-    return task.set_display_name(display_name).set_cpu_request(cpu).set_memory_request(memory)
+    task.set_display_name(display_name).set_cpu_request(cpu).set_memory_request(memory)
+    if pvc is not None:
+        from kfp import kubernetes
+
+        kubernetes.mount_pvc(task, pvc_name=pvc.name, mount_path=pvc.path)
+    return task
 
 
-def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
-    """Return the ``@dsl.pipeline`` whose components all run in ``image``."""
+def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = None) -> Any:
+    """Return the ``@dsl.pipeline`` whose components all run in ``image`` (with ``pvc`` mounted)."""
     ops = build_ops(image)
     default_config = Config()
+    configure = partial(_configure, pvc=pvc)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -54,17 +77,17 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         run_name: str = "",
         code_version: str = "unknown",
     ):
-        ingest = _configure(
+        ingest = configure(
             ops.ingest(data_uri=data_uri, config_json=config_json), "Ingest and validate", "ingest"
         )
-        split = _configure(
+        split = configure(
             ops.split(dataset=ingest.outputs["dataset"], config_json=config_json), "Split", "split"
         )
-        features = _configure(
+        features = configure(
             ops.features(train=split.outputs["train"], config_json=config_json), "Fit features", "features"
         )
         with dsl.ParallelFor(families, name="model-families") as family:
-            tune = _configure(
+            tune = configure(
                 ops.tune(
                     family=family,
                     train=split.outputs["train"],
@@ -74,7 +97,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 "Tune family",
                 "tune",
             )
-        train = _configure(
+        train = configure(
             ops.train(
                 train=split.outputs["train"],
                 valid=split.outputs["valid"],
@@ -85,7 +108,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "Train and select champion",
             "train",
         )
-        calibrate = _configure(
+        calibrate = configure(
             ops.calibrate(
                 valid=split.outputs["valid"],
                 transformer=features.outputs["transformer"],
@@ -95,7 +118,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "Calibrate",
             "calibrate",
         )
-        evaluate = _configure(
+        evaluate = configure(
             ops.evaluate(
                 test=split.outputs["test"],
                 transformer=features.outputs["transformer"],
@@ -106,7 +129,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "Evaluate on test",
             "evaluate",
         )
-        explain = _configure(
+        explain = configure(
             ops.explain(
                 train=split.outputs["train"],
                 test=split.outputs["test"],
@@ -118,7 +141,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "Explain (SHAP)",
             "explain",
         )
-        package = _configure(
+        package = configure(
             ops.package(
                 dataset=ingest.outputs["dataset"],
                 train=split.outputs["train"],
@@ -134,7 +157,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "Package model bundle",
             "package",
         )
-        gate = _configure(
+        gate = configure(
             ops.gate(
                 test=split.outputs["test"],
                 evaluation=evaluate.outputs["evaluation"],
@@ -157,7 +180,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "decision": gate.outputs["decision"],
         }
         with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
-            deploy = _configure(
+            deploy = configure(
                 ops.deploy(
                     bundle=package.outputs["bundle"],
                     decision=gate.outputs["decision"],
@@ -170,14 +193,14 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 "deploy",
             )
             deploy.set_caching_options(False)
-            _configure(
+            configure(
                 ops.summarize(**summary_inputs, deployment=deploy.outputs["deployment"]), "Summary", "summary"
             )
         with dsl.Else(name="gate-failed"):
-            rejected = _configure(
+            rejected = configure(
                 ops.record_rejection(decision=gate.outputs["decision"]), "Record rejection", "deploy"
             )
-            _configure(
+            configure(
                 ops.summarize(**summary_inputs, deployment=rejected.outputs["deployment"]),
                 "Summary",
                 "summary",

@@ -66,3 +66,24 @@ def test_tasks_have_display_names_and_resource_requests(compiled: Path) -> None:
     assert tasks["ingest"]["taskInfo"]["name"] == "Ingest and validate"
     resources = document["deploymentSpec"]["executors"]["exec-tune"]["container"]["resources"]
     assert resources["cpuRequest"] == 2.0 or resources.get("resourceCpuRequest") == "2"
+
+
+def test_pvc_is_mounted_into_every_task_for_kind(tmp_path: Path) -> None:
+    from pipelines.compile import PvcMount
+
+    (path,) = compile_all(tmp_path, "propensity-pipeline:local", PvcMount.parse("shared:/mnt/propensity"))
+    documents = list(yaml.safe_load_all(path.read_text()))
+    platform = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    executors = documents[0]["deploymentSpec"]["executors"]
+    assert set(platform) == set(executors)
+    for spec in platform.values():
+        (mount,) = spec["pvcMount"]
+        assert mount["mountPath"] == "/mnt/propensity" and mount["constant"] == "shared"
+
+
+@pytest.mark.parametrize("text", ["shared", "shared:relative/path", ":/mnt/x"])
+def test_bad_pvc_argument_names_the_expected_form(text: str) -> None:
+    from pipelines.compile import PvcMount
+
+    with pytest.raises(ValueError, match="CLAIM_NAME:/absolute/mount/path"):
+        PvcMount.parse(text)
