@@ -58,7 +58,11 @@ def _booster(model: Any) -> Any:
 
 
 def _xgb_dmatrix(model: Any, X: np.ndarray) -> Any:
-    """A DMatrix that matches how the model was trained (missing value, feature names)."""
+    """A DMatrix that matches how the model was trained (missing value, feature names).
+
+    Built with the model's own thread count: DMatrix defaults to all cores, which costs ~15 ms per
+    call for one row on a busy 2-core machine instead of ~0.2 ms.
+    """
     import xgboost as xgb
 
     booster = _booster(model)
@@ -67,6 +71,7 @@ def _xgb_dmatrix(model: Any, X: np.ndarray) -> Any:
         np.asarray(X, dtype=np.float64),
         missing=np.nan if missing is None else missing,
         feature_names=booster.feature_names,
+        nthread=int(getattr(model, "n_jobs", None) or 1),
     )
 
 

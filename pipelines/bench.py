@@ -23,6 +23,9 @@ from components.config import Config, telco_config
 def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"default_run": bench_default_run(workdir)}
+    from pipelines.bench_serving import bench_serving
+
+    results["serving"] = bench_serving(workdir / "default" / "registry", Config().registry_model_name)
     if not skip_telco:
         results["telco"] = bench_telco(workdir)
     out = workdir / "results.json"

@@ -95,16 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-telco", action="store_true")
     bench.set_defaults(handler=cmd_bench)
 
-    serve = sub.add_parser("serve", help="the local online endpoint (see issue #3)")
-    serve.set_defaults(handler=cmd_serve)
     add_extension_commands(sub)
     return parser
 
 
 def add_extension_commands(sub: argparse._SubParsersAction) -> None:
-    """Commands that live next to the code they drive (submit to Vertex AI / KFP)."""
-    from pipelines import submit
+    """Commands that live next to the code they drive: the endpoint, submission to Vertex AI / KFP."""
+    from pipelines import serve_cli, submit
 
+    serve_cli.add_commands(sub)
     submit.add_commands(sub)
 
 
@@ -299,11 +298,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipelines.bench import run_benchmarks
 
     return run_benchmarks(args.workdir.resolve(), skip_telco=args.skip_telco)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    print("error: the online endpoint is not built yet (issue #3)", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":
