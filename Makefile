@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint compile serve bench clean
+.PHONY: install run test lint compile serve predict bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -36,6 +36,10 @@ compile: $(STAMP)
 ## serve: the local endpoint, serving the registry's champion
 serve: $(STAMP)
 	$(PY) -m pipelines.cli serve $(ARGS)
+
+## predict: score a batch with the champion, business value, drift, retrain on drift (ARGS="--batch FILE")
+predict: $(STAMP)
+	$(PY) -m pipelines.cli predict $(ARGS)
 
 ## bench: speed figures (per-stage pipeline times, scoring throughput ratios)
 bench: $(STAMP)

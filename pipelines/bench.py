@@ -26,6 +26,9 @@ def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
     from pipelines.bench_serving import bench_serving
 
     results["serving"] = bench_serving(workdir / "default" / "registry", Config().registry_model_name)
+    from pipelines.bench_prediction import bench_batch_scoring
+
+    results["batch_scoring"] = bench_batch_scoring(workdir / "prediction", workdir / "default" / "registry")
     if not skip_telco:
         results["telco"] = bench_telco(workdir)
     out = workdir / "results.json"

@@ -101,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_extension_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that live next to the code they drive: the endpoint, submission to Vertex AI / KFP."""
-    from pipelines import serve_cli, submit
+    from pipelines import predict_cli, serve_cli, submit
 
     serve_cli.add_commands(sub)
+    predict_cli.add_commands(sub)
     submit.add_commands(sub)
 
 

@@ -11,7 +11,14 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines.training import DEFAULT_IMAGE, PvcMount, build_training_pipeline
 
-__all__ = ["DEFAULT_IMAGE", "PvcMount", "compile_all", "compile_training", "validate_pipeline_yaml"]
+__all__ = [
+    "DEFAULT_IMAGE",
+    "PvcMount",
+    "compile_all",
+    "compile_prediction",
+    "compile_training",
+    "validate_pipeline_yaml",
+]
 
 
 def compile_training(out_dir: Path, image: str = DEFAULT_IMAGE, pvc: PvcMount | None = None) -> Path:
@@ -22,8 +29,19 @@ def compile_training(out_dir: Path, image: str = DEFAULT_IMAGE, pvc: PvcMount | 
     return path
 
 
+def compile_prediction(out_dir: Path, image: str = DEFAULT_IMAGE) -> Path:
+    from pipelines.prediction import build_prediction_pipeline
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "prediction_pipeline.yaml"
+    compiler.Compiler().compile(build_prediction_pipeline(image), str(path))
+    validate_pipeline_yaml(path)
+    return path
+
+
 def compile_all(out_dir: Path, image: str = DEFAULT_IMAGE, pvc: PvcMount | None = None) -> list[Path]:
-    return [compile_training(out_dir, image, pvc)]
+    """The training pipeline (with the optional PVC for kind) and the prediction pipeline."""
+    return [compile_training(out_dir, image, pvc), compile_prediction(out_dir, image)]
 
 
 def validate_pipeline_yaml(path: Path) -> pipeline_spec_pb2.PipelineSpec:

@@ -13,8 +13,9 @@ from pipelines.compile import compile_all, validate_pipeline_yaml
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("build")
-    (path,) = compile_all(out, "europe-docker.pkg.dev/p/r/propensity-pipeline:abc123")
-    return path
+    paths = compile_all(out, "europe-docker.pkg.dev/p/r/propensity-pipeline:abc123")
+    assert [p.name for p in paths] == ["training_pipeline.yaml", "prediction_pipeline.yaml"]
+    return paths[0]
 
 
 def test_spec_parses_into_pipeline_spec_proto(compiled: Path) -> None:
@@ -71,7 +72,7 @@ def test_tasks_have_display_names_and_resource_requests(compiled: Path) -> None:
 def test_pvc_is_mounted_into_every_task_for_kind(tmp_path: Path) -> None:
     from pipelines.compile import PvcMount
 
-    (path,) = compile_all(tmp_path, "propensity-pipeline:local", PvcMount.parse("shared:/mnt/propensity"))
+    path = compile_all(tmp_path, "propensity-pipeline:local", PvcMount.parse("shared:/mnt/propensity"))[0]
     documents = list(yaml.safe_load_all(path.read_text()))
     platform = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     executors = documents[0]["deploymentSpec"]["executors"]

@@ -1,0 +1,137 @@
+"""The prediction pipeline DAG: score -> (business value, drift check) -> dsl.If(drift): retrain -> summary.
+
+    score_batch ──> business_value ─────────────────────────────┐
+        │                                                        ├─> summarize_prediction
+        └──────> check_drift ──────────────────────────────────┘
+                     │ drift_share > threshold
+                     ├─ yes: prepare_retraining -> training pipeline (nested; its own gate deploys)
+                     └─ no:  record_no_retrain
+
+The retrain branch runs the *training* pipeline as a nested pipeline on the bundle's reference data
+plus the batch's labelled rows; its quality gate still decides whether the new model becomes
+champion. The condition compares two task outputs (the share and the configured threshold, both
+from the drift step) and has an Else branch: besides recording the "no retrain" decision, that
+shape is what the KFP local runner evaluates correctly (a lone ``dsl.If`` on a task output is never
+taken there; the If/Else pair becomes a sub-DAG whose condition resolves). The summary is a
+top-level task: a task outside a condition cannot consume outputs from inside it, so it records
+that a retrain was triggered and where the training run's own summary is.
+"""
+
+from typing import Any
+
+from kfp import dsl
+
+from components.config import Config
+from components.prediction_ops import build_prediction_ops
+from pipelines.training import DEFAULT_IMAGE, build_training_pipeline
+
+PIPELINE_NAME = "propensity-prediction"
+SUMMARY_OUTPUT = "prediction_summary"
+
+# (cpu, memory) requests per step for cluster runners (kind, Vertex); ignored by the local runner.
+RESOURCES: dict[str, tuple[str, str]] = {
+    "score": ("2", "8G"),  # a million-row batch is read, scored and written in memory
+    "business": ("1", "4G"),
+    "drift": ("2", "4G"),
+    "retrain-data": ("1", "4G"),
+    "summary": ("1", "1G"),
+}
+
+
+def _configure(task: Any, display_name: str, step: str) -> Any:
+    cpu, memory = RESOURCES[step]
+    return task.set_display_name(display_name).set_cpu_request(cpu).set_memory_request(memory)
+
+
+def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
+    """Return the ``@dsl.pipeline`` whose components (and the nested training) run in ``image``."""
+    ops = build_prediction_ops(image)
+    training = build_training_pipeline(image)
+    default_config = Config()
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Score a batch with the champion, value the campaign, watch drift, retrain on drift.",
+    )
+    def prediction_pipeline(
+        batch_uri: str,
+        registry_uri: str,
+        config_json: str = default_config.to_json(),
+        model_ref: str = "champion",
+        batch_take: str = "newest",
+        write_csv: bool = False,
+        prediction_log_uri: str = "",
+        drift_source: str = "batch",
+        drift_window_hours: float = 24.0,
+        families: list = default_config.tune.families,
+        deploy_target: str = "local",
+        run_name: str = "",
+        code_version: str = "unknown",
+    ):
+        score = _configure(
+            ops.score_batch(
+                batch_uri=batch_uri,
+                batch_take=batch_take,
+                registry_uri=registry_uri,
+                model_ref=model_ref,
+                config_json=config_json,
+                write_csv=write_csv,
+                prediction_log_uri=prediction_log_uri,
+            ),
+            "Score batch",
+            "score",
+        )
+        score.set_caching_options(False)  # the champion and the log change between runs
+        value = _configure(
+            ops.business_value(
+                predictions=score.outputs["predictions"],
+                model=score.outputs["model"],
+                config_json=config_json,
+            ),
+            "Business value",
+            "business",
+        )
+        drift = _configure(
+            ops.check_drift(
+                drift_sample=score.outputs["drift_sample"],
+                model=score.outputs["model"],
+                config_json=config_json,
+                drift_source=drift_source,
+                prediction_log_uri=prediction_log_uri,
+                drift_window_hours=drift_window_hours,
+            ),
+            "Drift check",
+            "drift",
+        )
+        drift.set_caching_options(False)
+        with dsl.If(drift.outputs["drift_share"] > drift.outputs["threshold"], name="drift-detected"):
+            prepared = _configure(
+                ops.prepare_retraining(
+                    labelled=score.outputs["labelled"], model=score.outputs["model"], config_json=config_json
+                ),
+                "Prepare retraining data",
+                "retrain-data",
+            )
+            training(
+                data_uri=prepared.outputs["data_uri"],
+                registry_uri=registry_uri,
+                config_json=prepared.outputs["config_json"],
+                families=families,
+                deploy_target=deploy_target,
+                run_name=run_name,
+                code_version=code_version,
+            ).set_display_name("Retrain (training pipeline)")
+        with dsl.Else(name="no-drift"):
+            _configure(ops.record_no_retrain(drift=drift.outputs["drift"]), "Record: no retrain", "summary")
+        _configure(
+            ops.summarize_prediction(
+                predictions=score.outputs["predictions"],
+                model=score.outputs["model"],
+                business=value.outputs["business"],
+                drift=drift.outputs["drift"],
+            ),
+            "Summary",
+            "summary",
+        )
+
+    return prediction_pipeline

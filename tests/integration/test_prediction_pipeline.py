@@ -1,0 +1,235 @@
+"""The prediction pipeline through the KFP local runner, via the ``predict`` CLI command.
+
+Uses a copy of the session's trained registry (a drift retrain may register a new version, and the
+other test modules expect the original champion). An unshifted, unlabelled batch is scored without
+retraining; a shifted, labelled batch triggers the nested training pipeline, whose gate decides;
+bad batches and a registry without a champion fail with messages that name the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from kfp import compiler
+
+from components.data import generate_marketing
+from components.prediction_log import PredictionLog
+from components.registry import LocalRegistry
+from pipelines.compile import validate_pipeline_yaml
+from pipelines.prediction import build_prediction_pipeline
+from tests.conftest import FAST_OVERRIDES, TrainedRegistry
+
+MODEL = "marketing-propensity"
+ROWS = 600
+
+
+def run_cli(argv: list[str]) -> int:
+    """``propensity <argv>``: the real CLI entry point, as a user calls it."""
+    from pipelines import cli
+
+    return cli.main(argv)
+
+
+def summary_of(out: str) -> dict:
+    return json.loads(out[out.index("\n{") + 1 :])
+
+
+@pytest.fixture(scope="module")
+def workspace(trained_registry: TrainedRegistry, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("prediction")
+    shutil.copytree(trained_registry.root, root / "registry")
+    unshifted = generate_marketing(rows=ROWS, seed=31).drop(columns=["Response"])
+    folder = root / "inference"
+    folder.mkdir()
+    generate_marketing(rows=50, seed=32).to_csv(folder / "p4_extrac.csv", sep="\t", index=False)
+    unshifted.to_csv(folder / "p5_extrac.csv", sep="\t", index=False)  # the newest part
+    generate_marketing(rows=ROWS, seed=33, drift=1.0).to_parquet(root / "shifted.parquet", index=False)
+    return root
+
+
+def predict_args(workspace: Path, batch: Path, *extra: str) -> list[str]:
+    args = ["predict", "--json", "--workdir", str(workspace / "work"), "--batch", str(batch)]
+    args += ["--registry", str(workspace / "registry"), "--log", str(workspace / "log")]
+    for item in [*FAST_OVERRIDES, f"model_name={MODEL}"]:
+        args += ["--set", item]
+    return [*args, *extra]
+
+
+def run_root(summary: dict) -> Path:
+    return Path(summary["artifacts"]["score"]).parent.parent
+
+
+def test_prediction_pipeline_compiles_and_validates(tmp_path: Path) -> None:
+    path = tmp_path / "prediction_pipeline.yaml"
+    compiler.Compiler().compile(build_prediction_pipeline("europe-docker.pkg.dev/p/r/img:abc"), str(path))
+    spec = validate_pipeline_yaml(path)
+    assert spec.pipeline_info.name == "propensity-prediction"
+    params = set(spec.root.input_definitions.parameters)
+    assert {"batch_uri", "registry_uri", "config_json", "prediction_log_uri", "drift_source"} <= params
+    document = yaml.safe_load(path.read_text())
+    images = {e["container"]["image"] for e in document["deploymentSpec"]["executors"].values()}
+    assert images == {"europe-docker.pkg.dev/p/r/img:abc"}  # nested training included
+    nested = document["components"]["comp-propensity-training"]["dag"]["tasks"]  # the training DAG
+    assert {"ingest", "train", "gate"} <= set(nested)
+    text = path.read_text()
+    assert "pipelinechannel--check-drift-drift_share" in text and "check-drift-threshold" in text
+
+
+@pytest.mark.integration
+def test_unshifted_batch_is_scored_valued_and_not_retrained(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = LocalRegistry(workspace / "registry").versions(MODEL)
+    code = run_cli(predict_args(workspace, workspace / "inference"))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = summary_of(out)
+
+    # the newest part only, every row scored once, ids in batch order
+    batch = pd.read_csv(workspace / "inference" / "p5_extrac.csv", sep="\t")
+    assert summary["scoring"]["sources"] == [str(workspace / "inference" / "p5_extrac.csv")]
+    predictions = pd.read_parquet(Path(summary["artifacts"]["score"]) / "predictions.parquet")
+    assert predictions["id"].tolist() == batch["ID"].tolist()
+    assert set(predictions["model_version"]) == {"v0001"}
+    assert "Response" not in predictions.columns  # an unlabelled batch
+    logged = PredictionLog(workspace / "log").read()
+    assert logged["id"].tolist() == batch["ID"].tolist()
+    assert len(logged) == ROWS and set(logged["source"]) == {"batch"}
+
+    # no drift, no retrain, and the decision is recorded
+    drift = summary["drift"]
+    assert drift["share"] <= drift["threshold"] == 0.15 and drift["drifted"] is False
+    assert summary["retrain"]["triggered"] is False
+    root = run_root(summary)
+    assert json.loads((root / "record-no-retrain" / "decision").read_text())["retrained"] is False
+    assert not list(root.glob("*/pipeline_summary"))  # the training pipeline did not run
+    assert LocalRegistry(workspace / "registry").versions(MODEL) == before
+
+    # business value and the reports
+    value = summary["business"]
+    assert value["customers"] == ROWS and value["realised"] is None
+    assert value["best"]["expected_profit"] >= max(0.0, value["everyone"]["expected_profit"])
+    ranked = pd.read_parquet(root / "business-value" / "ranked")
+    assert len(ranked) == ROWS and ranked["expected_profit"].is_monotonic_decreasing
+    assert "<img" in (root / "business-value" / "business_report").read_text()
+    evidently_page = (root / "check-drift" / "drift_report").read_text()
+    assert "Drifted Columns" in evidently_page and "Income" in evidently_page
+    assert json.loads((root / "check-drift" / "drift").read_text())["column_count"] == 25
+
+
+@pytest.mark.integration
+def test_shifted_labelled_batch_retrains_and_the_gate_decides(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = LocalRegistry(workspace / "registry")
+    versions_before = [v["version"] for v in registry.versions(MODEL)]
+    code = run_cli(predict_args(workspace, workspace / "shifted.parquet"))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = summary_of(out)
+
+    shifted = pd.read_parquet(workspace / "shifted.parquet")
+    predictions = pd.read_parquet(Path(summary["artifacts"]["score"]) / "predictions.parquet")
+    assert predictions["id"].tolist() == shifted["ID"].tolist()
+    assert predictions["Response"].tolist() == shifted["Response"].tolist()
+    assert summary["business"]["realised"]["labelled_rows"] == ROWS
+    logged = PredictionLog(workspace / "log").read()
+    assert set(shifted["ID"]) <= set(logged["id"])
+
+    drift = summary["drift"]
+    assert drift["drifted"] is True and drift["share"] > 0.15
+    assert {"Income", "Year_Birth"} <= set(drift["drifted_columns"])
+    assert summary["retrain"]["triggered"] is True
+
+    # the nested training ran on the reference plus the new labelled rows
+    root = run_root(summary)
+    retrain_table = pd.read_parquet(root / "prepare-retraining" / "retrain_data" / "retrain.parquet")
+    reference = pd.read_parquet(Path(summary["model"]["path"]) / "reference.parquet")
+    assert len(retrain_table) == len(reference) - reference["ID"].isin(set(shifted["ID"])).sum() + ROWS
+    outcome = summary["retrain"]["outcome"]
+    assert outcome is not None, "the nested training pipeline wrote no summary"
+    training = json.loads(Path(outcome["training_summary"]).read_text())
+    assert training["dataset"]["rows"] == len(retrain_table)
+
+    # ... and its gate decided: a new champion, or an unchanged registry with the reasons
+    versions_after = [v["version"] for v in registry.versions(MODEL)]
+    if outcome["gate"]["passed"]:
+        assert outcome["deployment"]["deployed"] is True
+        assert versions_after == [*versions_before, outcome["deployment"]["version"]]
+        assert registry.champion(MODEL) == outcome["deployment"]["version"]
+    else:
+        assert outcome["gate"]["reasons"]
+        assert versions_after == versions_before and registry.champion(MODEL) == "v0001"
+
+
+@pytest.mark.integration
+def test_bad_batches_fail_with_the_problem_named(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = workspace / "empty.csv"
+    generate_marketing(rows=5, seed=1).iloc[:0].to_csv(empty, index=False)
+    code = run_cli(predict_args(workspace, empty))
+    _, err = capsys.readouterr()
+    assert code == 1 and "score-batch" in err and "no rows" in err and "empty.csv" in err
+
+    no_income = workspace / "no_income.parquet"
+    generate_marketing(rows=30, seed=1).drop(columns=["Income"]).to_parquet(no_income, index=False)
+    code = run_cli(predict_args(workspace, no_income))
+    _, err = capsys.readouterr()
+    assert code == 1 and "lacks column(s) ['Income']" in err and "no_income.parquet" in err
+
+    code = run_cli(predict_args(workspace, workspace / "missing.csv"))
+    _, err = capsys.readouterr()
+    assert code == 2 and "missing.csv does not exist" in err
+
+
+@pytest.mark.integration
+def test_no_champion_is_a_clear_error(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.local_runner import PipelineRunError, run_pipeline_locally
+
+    args = predict_args(workspace, workspace / "shifted.parquet")
+    args[args.index("--registry") + 1] = str(tmp_path / "empty-registry")
+    code = run_cli(args)
+    _, err = capsys.readouterr()
+    assert code == 2 and "has no model 'marketing-propensity'" in err
+
+    # the pipeline's own step says the same when started without the CLI's check
+    with pytest.raises(PipelineRunError, match="has no model 'marketing-propensity'"):
+        run_pipeline_locally(
+            {
+                "batch_uri": str(workspace / "shifted.parquet"),
+                "registry_uri": str(tmp_path / "empty-registry"),
+            },
+            tmp_path / "run",
+            echo=lambda line: None,
+            pipeline="prediction",
+            summary_output="prediction_summary",
+        )
+
+
+@pytest.mark.integration
+def test_gcs_prefix_scores_its_newest_part(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gs:// prefix through a real GCS JSON API (the emulator): newest object by update time."""
+    from components.scoring import load_champion, run_batch_scoring
+    from tests.gcs_emulator import anonymous_client, running_emulator
+
+    newer, older = generate_marketing(rows=30, seed=41), generate_marketing(rows=20, seed=42)
+    with running_emulator() as emulator:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+        client = anonymous_client()
+        bucket = client.create_bucket("batches")
+        bucket.blob("inference/p9_extrac.csv").upload_from_string(older.to_csv(index=False, sep="\t"))
+        bucket.blob("inference/p2_extrac.csv").upload_from_string(newer.to_csv(index=False, sep="\t"))
+        champion = load_champion(str(workspace / "registry"), MODEL, "v0001")
+        run = run_batch_scoring("gs://batches/inference", champion, tmp_path / "out", client=client)
+        assert run.batch.sources == ["gs://batches/inference/p2_extrac.csv"]
+        assert run.predictions["id"].tolist() == newer["ID"].tolist()
+        every = run_batch_scoring("gs://batches/inference/", champion, tmp_path / "all", "all", client=client)
+        assert len(every.predictions) == 50
