@@ -28,7 +28,7 @@ import pandas as pd
 from components.bundle import ModelBundle
 from components.config import Config
 from components.errors import DataValidationError
-from components.features import _to_datetime
+from components.features import coerce_datetime
 from components.report import markdown_table
 
 # Distances for every sample size, as Evidently chooses them for large samples: normed Wasserstein
@@ -84,7 +84,9 @@ def comparable_frame(frame: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     for column, kind in kinds.items():
         values = frame[column]
         if column in transformer.date_inputs:
-            dates = _to_datetime(values.reset_index(drop=True), transformer.date_format, transformer.dayfirst)
+            dates = coerce_datetime(
+                values.reset_index(drop=True), transformer.date_format, transformer.dayfirst
+            )
             out[column] = (dates.astype("datetime64[ns]").astype("int64") / 86_400e9).astype(np.float64)
             out[column][np.isnat(dates)] = np.nan
         elif kind == "numerical":

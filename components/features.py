@@ -107,7 +107,7 @@ def _to_float(values: pd.Series | np.ndarray) -> np.ndarray:
     return array
 
 
-def _to_datetime(values: pd.Series | np.ndarray, date_format: str | None, dayfirst: bool) -> np.ndarray:
+def coerce_datetime(values: pd.Series | np.ndarray, date_format: str | None, dayfirst: bool) -> np.ndarray:
     """Dates as a naive (UTC) datetime64 array, from datetime64, ISO strings or day-first strings.
 
     Strings go through pandas' per-element "mixed" parser, which reads ISO dates as ISO (plain
@@ -188,7 +188,7 @@ def _derive(
 
     joined = frame["Dt_Customer"]
     if not (isinstance(joined, np.ndarray) and joined.dtype.kind == "M"):
-        joined = _to_datetime(joined, None, dayfirst)
+        joined = coerce_datetime(joined, None, dayfirst)
     return {
         "Age": reference.year - birth,
         "Total_Spent": total(MNT_COLUMNS),
@@ -266,7 +266,7 @@ class FeatureTransformer:
         self._check_columns(raw)
         reference = pd.Timestamp(self.reference_date)
         coerced = {c: _to_float(_column(raw, c)) for c in self.numeric_inputs}
-        dates = {c: _to_datetime(raw[c], self.date_format, self.dayfirst) for c in self.date_inputs}
+        dates = {c: coerce_datetime(raw[c], self.date_format, self.dayfirst) for c in self.date_inputs}
         numeric: dict[str, np.ndarray] = {}
         replaced: set[str] = set()
         if self.derive_marketing:

@@ -49,14 +49,14 @@ from components.bundle import (
 )
 from components.errors import BundleError, RegistryError
 from components.registry import (
-    _VERSION_RE,
     ALIASES_FILE,
     CHAMPION,
     LATEST,
     METADATA_FILE,
+    VERSION_RE,
     VERSIONS_DIR,
     LocalRegistry,
-    _validate_alias,
+    validate_alias,
     validate_name,
     version_id,
 )
@@ -134,7 +134,7 @@ class GcsRegistry:
         complete: set[int] = set()
         for name in storage.list_names(storage.join(self._model_uri(model_name), VERSIONS_DIR), self._client):
             folder, _, rest = name.partition("/")
-            match = _VERSION_RE.match(folder)
+            match = VERSION_RE.match(folder)
             if not match:
                 continue
             allocated.add(int(match.group(1)))
@@ -149,7 +149,7 @@ class GcsRegistry:
         return complete
 
     def _require_version(self, model_name: str, version: str) -> str:
-        if not isinstance(version, str) or not _VERSION_RE.match(version):
+        if not isinstance(version, str) or not VERSION_RE.match(version):
             raise RegistryError(f"invalid version {version!r}: expected an id like v0001")
         if (model_name, version) in self._complete:
             return version
@@ -188,9 +188,9 @@ class GcsRegistry:
         with tempfile.TemporaryDirectory(prefix="gcs-register-") as tmp:
             staged = Path(tmp) / "bundle"
             staged.mkdir()
-            LocalRegistry._copy_bundle(Path(bundle_dir), staged)
+            LocalRegistry.copy_bundle(Path(bundle_dir), staged)
             bundle = load_bundle(staged)
-            record = LocalRegistry._metadata(bundle, staged, model_name, metadata or {})
+            record = LocalRegistry.version_metadata(bundle, staged, model_name, metadata or {})
             version = self._claim(model_name)
             target = self._version_uri(model_name, version)
             storage.upload_dir(staged, target, self._client, last=[MANIFEST_FILE])
@@ -276,7 +276,7 @@ class GcsRegistry:
     def set_alias(self, model_name: str, alias: str, version: str, actor: str | None = None) -> None:
         """Point an alias (e.g. ``champion``) at an existing version; logged in alias_history/."""
         self._require_model(model_name)
-        _validate_alias(alias)
+        validate_alias(alias)
         self._move_alias(model_name, alias, lambda _: version, actor, "set")
 
     def history(self, model_name: str) -> list[dict[str, Any]]:
@@ -304,7 +304,7 @@ class GcsRegistry:
     # ----------------------------------------------------------------- reading
 
     def _version_of(self, model_name: str, ref: str) -> str:
-        if _VERSION_RE.match(ref):
+        if VERSION_RE.match(ref):
             self._require_model(model_name)
             return self._require_version(model_name, ref)
         complete = self._require_model(model_name)

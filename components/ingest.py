@@ -133,9 +133,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """Read with a sniffed separator; keep the raw header so duplicate names survive to validate."""
-    encoding = _encoding(path)
+    encoding = detect_encoding(path)
     sample = path.read_bytes()[:_SAMPLE_BYTES].decode(encoding, errors="replace")
-    sep = _sniff_separator(sample)
+    sep = sniff_separator(sample)
     try:
         frame = pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False)
     except pd.errors.EmptyDataError as exc:
@@ -148,7 +148,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _encoding(path: Path) -> str:
+def detect_encoding(path: Path) -> str:
     """UTF-8 (with or without BOM) unless the bytes say otherwise; then Latin-1, which never fails."""
     try:
         path.read_bytes()[:_SAMPLE_BYTES].decode("utf-8-sig")
@@ -158,7 +158,7 @@ def _encoding(path: Path) -> str:
     return "utf-8-sig"
 
 
-def _sniff_separator(sample: str) -> str:
+def sniff_separator(sample: str) -> str:
     """Pick the separator that splits the first lines into the most, consistent, fields.
 
     csv.Sniffer guesses wrong on short or quoted samples; counting fields per candidate is enough
@@ -335,7 +335,7 @@ def _parse_dates(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> tuple[p
             continue
         text = values.where(values.isna(), values.astype(str).str.strip())
         text = text.where(text != "")
-        parsed = _to_datetime(text, spec)
+        parsed = _parse_date_column(text, spec)
         bad = text.notna() & parsed.isna()
         present = int(text.notna().sum())
         if present and bad.sum() / present > MAX_BAD_DATE_SHARE:
@@ -350,7 +350,7 @@ def _parse_dates(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> tuple[p
     return frame, notes
 
 
-def _to_datetime(text: pd.Series, spec: DatasetSpec) -> pd.Series:
+def _parse_date_column(text: pd.Series, spec: DatasetSpec) -> pd.Series:
     """Parse with the spec's format; without one, prefer ISO (dayfirst would swap ISO month/day).
 
     Otherwise the format is guessed from a sample by majority, so one bad first value does not

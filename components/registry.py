@@ -51,7 +51,7 @@ CHAMPION = "champion"
 LATEST = "latest"  # a reserved reference: the highest version number
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_VERSION_RE = re.compile(r"^v(\d{4,})$")
+VERSION_RE = re.compile(r"^v(\d{4,})$")
 # Identity fields the registry decides; caller metadata cannot override them.
 _PROTECTED = frozenset({"version", "model_name", "created_at", "bundle_digest"})
 
@@ -66,9 +66,9 @@ def validate_name(value: str, what: str = "model name") -> str:
     return value
 
 
-def _validate_alias(alias: str) -> str:
+def validate_alias(alias: str) -> str:
     validate_name(alias, "alias")
-    if _VERSION_RE.match(alias) or alias == LATEST:
+    if VERSION_RE.match(alias) or alias == LATEST:
         raise RegistryError(f"invalid alias {alias!r}: it would be confused with a version reference")
     return alias
 
@@ -132,7 +132,7 @@ class LocalRegistry:
         folder = model_dir / VERSIONS_DIR
         if not folder.is_dir():
             return []
-        found = (_VERSION_RE.match(p.name) for p in folder.iterdir() if p.is_dir())
+        found = (VERSION_RE.match(p.name) for p in folder.iterdir() if p.is_dir())
         return sorted(int(m.group(1)) for m in found if m)
 
     @staticmethod
@@ -148,7 +148,7 @@ class LocalRegistry:
     # ----------------------------------------------------------------- register
 
     @staticmethod
-    def _copy_bundle(source: Path, staged: Path) -> None:
+    def copy_bundle(source: Path, staged: Path) -> None:
         """Copy exactly the files the manifest lists, plus the manifest (stray files stay behind)."""
         manifest = verify_bundle(source)
         for name in [*manifest["files"], MANIFEST_FILE]:
@@ -161,7 +161,7 @@ class LocalRegistry:
                 os.fsync(handle.fileno())
 
     @staticmethod
-    def _metadata(
+    def version_metadata(
         bundle: ModelBundle, staged: Path, model_name: str, extra: dict[str, Any]
     ) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -196,11 +196,12 @@ class LocalRegistry:
             (model_dir / VERSIONS_DIR).mkdir(exist_ok=True)
             staged = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=model_dir))
             try:
-                self._copy_bundle(source, staged)
+                self.copy_bundle(source, staged)
                 bundle = load_bundle(staged)
                 numbers = self._version_numbers(model_dir)
                 version = version_id((numbers[-1] if numbers else 0) + 1)
-                record = {**self._metadata(bundle, staged, model_name, metadata or {}), "version": version}
+                record = self.version_metadata(bundle, staged, model_name, metadata or {})
+                record["version"] = version
                 _atomic_write_json(staged / METADATA_FILE, record)
                 target = model_dir / VERSIONS_DIR / version
                 if target.exists():  # cannot happen under the lock; never overwrite a version
@@ -220,7 +221,7 @@ class LocalRegistry:
 
     def _move_alias(self, model_dir: Path, alias: str, version: str, actor: str | None, action: str) -> None:
         """Point ``alias`` at ``version`` and log the move; the caller holds the lock."""
-        if not isinstance(version, str) or not _VERSION_RE.match(version):
+        if not isinstance(version, str) or not VERSION_RE.match(version):
             raise RegistryError(f"invalid version {version!r}: expected an id like v0001")
         if not (model_dir / VERSIONS_DIR / version).is_dir():
             raise RegistryError(f"unknown version {version!r} of model {model_dir.name!r}")
@@ -244,7 +245,7 @@ class LocalRegistry:
     def set_alias(self, model_name: str, alias: str, version: str, actor: str | None = None) -> None:
         """Point an alias (e.g. ``champion``) at an existing version; logged in alias_history.jsonl."""
         model_dir = self._existing_model_dir(model_name)
-        _validate_alias(alias)
+        validate_alias(alias)
         with self._locked(model_dir):
             self._move_alias(model_dir, alias, version, actor, "set")
 
@@ -299,7 +300,7 @@ class LocalRegistry:
     def resolve(self, model_name: str, ref: str = CHAMPION) -> Path:
         """Directory of a version given a version id (``v0003``), an alias, or ``latest``."""
         model_dir = self._existing_model_dir(model_name)
-        if _VERSION_RE.match(ref):
+        if VERSION_RE.match(ref):
             path = model_dir / VERSIONS_DIR / ref
             if not path.is_dir():
                 raise RegistryError(f"unknown version {ref!r} of model {model_name!r}")

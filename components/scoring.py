@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 from components import storage
 from components.bundle import ModelBundle
 from components.errors import DataValidationError, RegistryError
-from components.features import _to_datetime
+from components.features import coerce_datetime
 from components.ingest import CSV_SUFFIXES, MAX_SCHEMA_CATEGORIES, PARQUET_SUFFIXES, label_key, read_table
 from components.registry_access import open_registry
 from components.report import markdown_table
@@ -192,13 +192,13 @@ def _read_csv_columns(path: Path, columns: list[str] | None) -> pd.DataFrame | N
 
     from pyarrow import csv as pacsv
 
-    from components.ingest import _encoding, _sniff_separator
+    from components.ingest import detect_encoding, sniff_separator
 
     try:
-        if path.stat().st_size == 0 or _encoding(path) != "utf-8-sig":
+        if path.stat().st_size == 0 or detect_encoding(path) != "utf-8-sig":
             return None
         sample = path.read_bytes()[: 64 * 1024].decode("utf-8-sig", errors="replace")
-        sep = _sniff_separator(sample)
+        sep = sniff_separator(sample)
         header = next(csv.reader(sample.splitlines()[:1], delimiter=sep), [])
         if not header or len(set(header)) != len(header):
             return None
@@ -328,7 +328,7 @@ def _date_column(values: pd.Series, column: str, source: str, bundle: ModelBundl
         return values
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     transformer = bundle.transformer
-    parsed_uniques = _to_datetime(
+    parsed_uniques = coerce_datetime(
         pd.Series(np.asarray(uniques, dtype=object)), transformer.date_format, transformer.dayfirst
     )
     parsed = np.where(codes >= 0, parsed_uniques[np.maximum(codes, 0)], np.datetime64("NaT"))
