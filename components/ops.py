@@ -497,9 +497,12 @@ SHELLS = (
 )
 
 
-def build_ops(image: str) -> Ops:
-    """Wrap every shell as a lightweight component running in ``image`` (which already has kfp)."""
-    made = {
-        shell.__name__: dsl.component(shell, base_image=image, install_kfp_package=False) for shell in SHELLS
+def make_components(shells: tuple[Any, ...], image: str) -> dict[str, Any]:
+    """Wrap shells as lightweight components running in ``image`` (which already has kfp)."""
+    return {
+        shell.__name__: dsl.component(shell, base_image=image, install_kfp_package=False) for shell in shells
     }
-    return Ops(**made)
+
+
+def build_ops(image: str) -> Ops:
+    return Ops(**make_components(SHELLS, image))

@@ -9,7 +9,6 @@ wraps them for one pipeline image, chosen at compile time.
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
 
@@ -269,8 +268,6 @@ SHELLS = (
 
 
 def build_prediction_ops(image: str) -> PredictionOps:
-    """Wrap every shell as a lightweight component running in ``image`` (which already has kfp)."""
-    made = {
-        shell.__name__: dsl.component(shell, base_image=image, install_kfp_package=False) for shell in SHELLS
-    }
-    return PredictionOps(**made)
+    from components.ops import make_components
+
+    return PredictionOps(**make_components(SHELLS, image))

@@ -23,7 +23,7 @@ from kfp import dsl
 
 from components.config import Config
 from components.prediction_ops import build_prediction_ops
-from pipelines.training import DEFAULT_IMAGE, build_training_pipeline
+from pipelines.training import DEFAULT_IMAGE, build_training_pipeline, configure_task
 
 PIPELINE_NAME = "propensity-prediction"
 SUMMARY_OUTPUT = "prediction_summary"
@@ -39,8 +39,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
 
 
 def _configure(task: Any, display_name: str, step: str) -> Any:
-    cpu, memory = RESOURCES[step]
-    return task.set_display_name(display_name).set_cpu_request(cpu).set_memory_request(memory)
+    return configure_task(task, display_name, step, RESOURCES)
 
 
 def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:

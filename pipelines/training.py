@@ -48,8 +48,15 @@ class PvcMount:
         return cls(name, path)
 
 
-def _configure(task: Any, display_name: str, stage: str, pvc: PvcMount | None = None) -> Any:
-    cpu, memory = RESOURCES[stage]
+def configure_task(
+    task: Any,
+    display_name: str,
+    stage: str,
+    resources: dict[str, tuple[str, str]] = RESOURCES,
+    pvc: PvcMount | None = None,
+) -> Any:
+    """Display name and CPU/memory requests of ``stage`` (cluster runners), the PVC if any."""
+    cpu, memory = resources[stage]
     task.set_display_name(display_name).set_cpu_request(cpu).set_memory_request(memory)
     if pvc is not None:
         from kfp import kubernetes
@@ -62,7 +69,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = N
     """Return the ``@dsl.pipeline`` whose components all run in ``image`` (with ``pvc`` mounted)."""
     ops = build_ops(image)
     default_config = Config()
-    configure = partial(_configure, pvc=pvc)
+    configure = partial(configure_task, pvc=pvc)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
