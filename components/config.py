@@ -33,6 +33,12 @@ class DatasetSpec:
     date_format: str | None = None  # None: let pandas infer (day first, as in the marketing file)
     dayfirst: bool = True
     drop_columns: list[str] = field(default_factory=lambda: ["Z_CostContact", "Z_Revenue"])
+    # Names for a file without a header row (e.g. UCI's adult.data); empty: the first row is the header.
+    column_names: list[str] = field(default_factory=list)
+    # Cell texts read as missing in delimited files (after stripping the space after separators).
+    missing_values: list[str] = field(
+        default_factory=lambda: ["", "?", "NA", "N/A", "NaN", "nan", "NULL", "null"]
+    )
     min_rows_per_class: int = 20
     leakage_auc: float = 0.995  # a single feature that ranks the target this well is leakage
 

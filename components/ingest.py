@@ -49,10 +49,13 @@ class Validated:
 # --------------------------------------------------------------------------------------- reading
 
 
-def read_table(uri: str, *, client: Any = None) -> tuple[pd.DataFrame, list[str]]:
+def read_table(
+    uri: str, spec: DatasetSpec | None = None, *, client: Any = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Read a CSV/Parquet file, a folder of part files or a ``gs://`` object or prefix.
 
     Returns the frame and the names of the files it came from (gs:// URIs for GCS input).
+    ``spec`` gives column names for header-less files and the texts read as missing.
     ``client`` is an optional ``google.cloud.storage.Client`` (injected by tests).
     """
     if uri.startswith("gs://"):

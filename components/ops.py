@@ -52,7 +52,7 @@ def ingest(
 
     config = Config.from_json(config_json)
     with timed(dataset):
-        frame, sources = read_table(data_uri)
+        frame, sources = read_table(data_uri, spec=config.dataset)
         validated = validate(frame, config.dataset, source=data_uri)
         write_frame(validated.frame, dataset.path)
         write_text(validated.report_markdown, data_report.path)
