@@ -40,7 +40,7 @@ from components.calibrate import apply_temperature
 from components.config import Config
 from components.errors import BundleError
 from components.features import FeatureTransformer, load_transformer, save_transformer
-from components.models import FAMILIES, load_model, predict_proba, save_model
+from components.models import MODEL_KINDS, load_model, predict_proba, save_model
 
 logger = logging.getLogger(__name__)
 
@@ -228,8 +228,8 @@ def _fsync_tree(directory: Path) -> None:
 
 
 def _write_contents(bundle: ModelBundle, directory: Path) -> None:
-    if bundle.family not in FAMILIES:
-        raise BundleError(f"unknown model family {bundle.family!r} (known: {', '.join(FAMILIES)})")
+    if bundle.family not in MODEL_KINDS:
+        raise BundleError(f"unknown model family {bundle.family!r} (known: {', '.join(MODEL_KINDS)})")
     save_transformer(bundle.transformer, directory / TRANSFORMER_FILE)
     model_files = save_model(bundle.model, bundle.family, directory)
     if bundle.reference is not None:
@@ -353,7 +353,7 @@ def load_bundle(directory: str | Path) -> ModelBundle:
     _require_listed(manifest, [BUNDLE_FILE, TRANSFORMER_FILE], directory)
     meta = _read_json(directory / BUNDLE_FILE, "bundle description")
     family = meta.get("family")
-    if family not in FAMILIES:
+    if family not in MODEL_KINDS:
         raise BundleError(f"bundle file {BUNDLE_FILE} in {directory} names an unknown family {family!r}")
     _require_listed(manifest, list(meta.get("model_files") or []), directory)
     bundle = ModelBundle(

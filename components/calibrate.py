@@ -1,9 +1,11 @@
-"""Temperature scaling of binary probabilities, fitted on the validation split.
+"""Temperature scaling of binary probabilities, fitted on out-of-fold predictions.
 
 One parameter T rescales the model's log-odds: p' = sigmoid(logit(p) / T). T > 1 softens an
 over-confident model, T < 1 sharpens an under-confident one, and the ranking (ROC-AUC, P@K) never
-changes. It is kept only when it strictly lowers validation log-loss: temperature scaling helps
-over-confident models (boosted trees, MLPs) and can hurt well-fit ones (logistic regression).
+changes. Temperature scaling helps over-confident models (boosted trees, MLPs) and can hurt well-fit
+ones (logistic regression, the stacked blend), so it is kept only when it lowers the log-loss of
+rows it was not fitted on: with the CV folds given, each fold is scaled by a T fitted on the
+other folds (cross-fitting), and T is kept only if that cross-fitted log-loss beats T = 1.
 """
 
 from __future__ import annotations
@@ -116,11 +118,27 @@ class CalibrationResult:
         return data
 
 
+def cross_fitted(y: np.ndarray, p: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Each fold's probabilities scaled by a temperature fitted on the other folds only."""
+    out = np.empty_like(p)
+    for k in np.unique(folds):
+        held = folds == k
+        out[held] = apply_temperature(p[held], fit_temperature(y[~held], p[~held]))
+    return out
+
+
 def calibrate(
-    y: np.ndarray, p: np.ndarray, n_bins: int, enabled: bool = True, min_improvement: float = MIN_IMPROVEMENT
+    y: np.ndarray,
+    p: np.ndarray,
+    n_bins: int,
+    enabled: bool = True,
+    min_improvement: float = MIN_IMPROVEMENT,
+    folds: np.ndarray | None = None,
 ) -> CalibrationResult:
-    """Fit T on the validation split and keep it only if validation log-loss drops by more than
-    ``min_improvement`` (so a T of 1.0000001 on a well-fit model is not kept for noise).
+    """Fit T on ``(y, p)`` and keep it only if log-loss drops by more than ``min_improvement``
+    (so a T of 1.0000001 on a well-fit model is not kept for noise). With ``folds``, the loss that
+    decides is the cross-fitted one (see ``cross_fitted``), so the decision is not made on the
+    rows T was fitted on.
 
     ``enabled=False`` skips the fit: T = 1 and identical before/after scores.
     """
@@ -134,17 +152,19 @@ def calibrate(
         return CalibrationResult(False, 1.0, 1.0, before, dict(before), reason)
     fitted = fit_temperature(y, p)
     after = _scores(y, apply_temperature(p, fitted), n_bins)
-    gain = before["log_loss"] - after["log_loss"]
+    judged = after["log_loss"] if folds is None else log_loss(y, cross_fitted(y, p, np.asarray(folds)))
+    where = "out-of-fold log-loss" if folds is None else "cross-fitted out-of-fold log-loss"
+    gain = before["log_loss"] - judged
     kept = gain > min_improvement
     if kept:
         reason = (
-            f"The fitted temperature T = {fitted:.4f} was kept: it lowered validation log-loss from "
-            f"{before['log_loss']:.5f} to {after['log_loss']:.5f}."
+            f"The fitted temperature T = {fitted:.4f} was kept: it lowered the {where} from "
+            f"{before['log_loss']:.5f} to {judged:.5f}."
         )
     else:
         reason = (
-            f"The fitted temperature T = {fitted:.4f} was not kept: validation log-loss would go from "
-            f"{before['log_loss']:.5f} to {after['log_loss']:.5f}, not an improvement (by more than "
+            f"The fitted temperature T = {fitted:.4f} was not kept: the {where} would go from "
+            f"{before['log_loss']:.5f} to {judged:.5f}, not an improvement (by more than "
             f"{min_improvement:g}); the model's probabilities are used as they are (T = 1)."
         )
     return CalibrationResult(kept, fitted if kept else 1.0, fitted, before, after, reason)
@@ -174,7 +194,7 @@ def _reliability_figure(y: np.ndarray, p_before: np.ndarray, p_after: np.ndarray
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("observed positive rate")
-    top.set_title("Reliability diagram (validation split)")
+    top.set_title("Reliability diagram (out-of-fold predictions)")
     top.legend(loc="upper left")
     bottom.set_xlabel("mean predicted probability (equal-width bins)")
     bottom.set_ylabel("rows per bin")
@@ -224,7 +244,7 @@ def reliability_html(
     )
     sections = [
         ("Decision", f"<p><b>Calibration {decision}.</b> {html.escape(reason)}</p>"),
-        ("Scores on the validation split", html_table(rows)),
+        ("Scores on the out-of-fold predictions", html_table(rows)),
         ("Reliability diagram", f"{img}<p>{n_bins} equal-width bins; bars show rows per bin.</p>"),
     ]
     return html_page("Calibration (temperature scaling)", sections)

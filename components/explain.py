@@ -8,6 +8,9 @@ exactly additive) method available:
   path-dependent, so the background is not needed (tree covers play its role).
 - logreg: linear SHAP ``w * (x - mean(background))`` (what ``shap.LinearExplainer`` computes under
   feature independence), exact; a scaler in front of the classifier is folded into ``w``.
+- blend: ``logit = intercept + sum_f w_f * logit_f``, so its SHAP values are the weighted sum of
+  its members' values and its base value ``intercept + sum_f w_f * base_f``: exact (additive) in
+  the blend's log-odds whenever the members' are.
 - mlp: antithetic permutation SHAP on the logit (the estimator of ``shap.PermutationExplainer``,
   in numpy to avoid shap's numba compile) over a background of at most ``MAX_BACKGROUND`` rows;
   additive by construction, cost grows with sample x background x features.
@@ -26,10 +29,9 @@ import numpy as np
 
 from components.calibrate import apply_temperature
 from components.config import ExplainConfig
-from components.models import predict_logit, predict_proba
+from components.models import BLEND, MODEL_KINDS, predict_logit, predict_proba
 from components.report import figure_to_img_tag, html_page, html_table
 
-FAMILIES = ("xgboost", "logreg", "mlp")
 # Permutation SHAP (mlp) costs rows x background x (2 * features + 2) x permutations model rows
 # (300 x 50 x 92 x 1 = 1.4M rows, a few seconds). Global mean |SHAP| from one antithetic
 # permutation over 50 background rows correlated 0.999 with 5 permutations over 100 rows.
@@ -91,8 +93,8 @@ def model_logit(model: Any, family: str, X: np.ndarray) -> np.ndarray:
 
 
 def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r} (known: {list(FAMILIES)})")
+    if family not in MODEL_KINDS:
+        raise ValueError(f"unknown model family {family!r} (known: {list(MODEL_KINDS)})")
 
 
 def _xgb_contribs(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +204,8 @@ def contributions(
     """
     _check_family(family)
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    if family == BLEND:
+        return _blend_contribs(model, X, background)
     if family == "xgboost":
         return _xgb_contribs(model, X)
     if family == "logreg":
@@ -209,6 +213,18 @@ def contributions(
     else:
         values, base = _permutation_shap(model, X, background)
     return np.full(len(X), base), values
+
+
+def _blend_contribs(model: Any, X: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted sum of the members' contributions (and bases), in the blend's log-odds."""
+    base = np.full(len(X), float(model.intercept))
+    values = np.zeros_like(X)
+    for family, member in model.members.items():
+        member_base, member_values = contributions(member, family, X, background)
+        weight = model.weights[family]
+        base += weight * member_base
+        values += weight * member_values
+    return base, values
 
 
 # --------------------------------------------------------------------------- raw-column view

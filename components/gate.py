@@ -32,6 +32,7 @@ class GateResult:
     checks: list[Check]
     champion_version: str | None = None
     champion_metrics: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # context that decides nothing (threshold spread)
 
     @property
     def failed_reasons(self) -> list[str]:
@@ -50,7 +51,10 @@ class GateResult:
             }
             for c in self.checks
         ]
-        return f"# Quality gate: {verdict}\n\n" + markdown_table(rows)
+        text = f"# Quality gate: {verdict}\n\n" + markdown_table(rows)
+        if self.notes:
+            text += "\n\n## Threshold stability\n\n" + "\n".join(f"- {note}" for note in self.notes)
+        return text + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +63,7 @@ class GateResult:
             "failed_reasons": self.failed_reasons,
             "champion_version": self.champion_version,
             "champion_metrics": self.champion_metrics,
+            "notes": list(self.notes),
         }
 
 
@@ -86,7 +91,28 @@ def decide(
         checks=checks,
         champion_version=version,
         champion_metrics=champion_metrics,
+        notes=stability_notes(evaluation.get("threshold_stability"), config.gate.min_f1),
     )
+
+
+def stability_notes(stability: dict[str, Any] | None, min_f1: float) -> list[str]:
+    """What the fold spread of the out-of-fold threshold says about the F1 check."""
+    if not stability:
+        return []
+    folds = len(stability["fold_f1"])
+    notes = [
+        f"The threshold {stability['threshold']:.4f} maximises F1 on the out-of-fold predictions of the "
+        f"development split (the test rows were not used). Each of the {folds} folds alone would have "
+        f"chosen {stability['threshold_min']:.4f} to {stability['threshold_max']:.4f}.",
+        f"F1 per fold at that threshold: {stability['f1_min']:.4f} to {stability['f1_max']:.4f} "
+        f"(mean {stability['f1_mean']:.4f}, std {stability['f1_std']:.4f}).",
+    ]
+    if stability["f1_min"] < min_f1 <= stability["f1_max"]:
+        notes.append(
+            f"The gate's minimum F1 ({min_f1}) lies inside that range: on this data whether one test "
+            "split passes the F1 check is close to a coin flip."
+        )
+    return notes
 
 
 def compare_with_champion(

@@ -9,11 +9,13 @@ become ints here rather than in every caller. Models are never pickled: XGBoost 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import skops.io as sio
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
@@ -22,10 +24,14 @@ from xgboost import XGBClassifier
 
 from components.errors import BundleError
 
-FAMILIES: tuple[str, ...] = ("xgboost", "logreg", "mlp")
+FAMILIES: tuple[str, ...] = ("xgboost", "logreg", "mlp")  # the tuned families
+BLEND = "blend"  # a stacked blend of tuned families: a model kind like the others, but not tuned
+MODEL_KINDS: tuple[str, ...] = (*FAMILIES, BLEND)  # what a bundle or candidate can hold
 
 XGBOOST_FILE = "model.ubj"
 SKOPS_FILE = "model.skops"
+BLEND_FILE = "blend.json"
+BLEND_MEMBERS_DIR = "members"
 
 # Types found in our saved sklearn models that skops does not trust by default (obtained with
 # ``skops.io.get_untrusted_types`` on fitted models of each family and solver). Anything else in a
@@ -37,7 +43,16 @@ TRUSTED_TYPES: list[str] = [
 
 # Params that must be ints: KFP and JSON round trips may hand them back as floats (300.0).
 _INT_PARAMS = frozenset(
-    {"n_estimators", "max_depth", "max_leaves", "max_bin", "max_iter", "n_iter_no_change", "batch_size"}
+    {
+        "n_estimators",
+        "max_depth",
+        "max_leaves",
+        "max_bin",
+        "max_iter",
+        "n_iter_no_change",
+        "batch_size",
+        "early_stopping_rounds",
+    }
 )
 
 # One XGBoost thread. Measured on the 2-core machines with other work running (the normal case:
@@ -50,9 +65,48 @@ XGBOOST_N_JOBS = 1
 _SKLEARN_CLASSES: dict[str, type[BaseEstimator]] = {"logreg": LogisticRegression, "mlp": MLPClassifier}
 
 
-def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+def _check_family(family: str, known: tuple[str, ...] = FAMILIES) -> None:
+    if family not in known:
+        raise ValueError(f"unknown model family {family!r} (known: {', '.join(known)})")
+
+
+class BlendModel:
+    """A stacked blend: ``p = sigmoid(intercept + sum_f weight_f * logit_f(x))`` over fitted members.
+
+    Blending in log-odds keeps SHAP exact: the blend's contributions are the weighted sum of the
+    members' log-odds contributions, and its base value ``intercept + sum_f weight_f * base_f``.
+    The weights are non-negative (fitted by ``components.blend``); members with weight 0 are
+    not kept, so serving pays only for the members that count.
+    """
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, members: dict[str, Any], weights: dict[str, float], intercept: float) -> None:
+        if not members or set(members) != set(weights):
+            raise ValueError(f"blend members {sorted(members)} and weights {sorted(weights)} must match")
+        for family in members:
+            _check_family(family)
+        self.members = {f: members[f] for f in FAMILIES if f in members}  # stable order
+        self.weights = {f: float(weights[f]) for f in self.members}
+        self.intercept = float(intercept)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        total = np.full(len(X), self.intercept, dtype=np.float64)
+        for family, model in self.members.items():
+            total += self.weights[family] * predict_logit(model, X)
+        return total
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """What the bundle records as the blend's params: weights, intercept, the members' params."""
+        return {
+            "intercept": self.intercept,
+            "weights": dict(self.weights),
+            "member_params": {f: m.get_params(deep=False) for f, m in self.members.items()},
+        }
 
 
 def _defaults(family: str, seed: int) -> dict[str, Any]:
@@ -108,16 +162,27 @@ def make_estimator(family: str, params: dict[str, Any], seed: int) -> BaseEstima
     return estimator
 
 
-def fit_model(family: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray, seed: int) -> Any:
+def fit_model(
+    family: str,
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    eval_set: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Any:
     """Build and fit an estimator with BLAS limited to one thread.
 
     On these small matrices BLAS threads gain nothing, and when the two cores are shared (parallel
     tune tasks, other jobs) OpenBLAS threads spin-wait: a logreg search measured 9-12 s with the
     default two threads against 0.5-0.9 s with one. XGBoost's threads follow its own n_jobs.
+    ``eval_set`` (XGBoost only) is the validation data its early stopping watches.
     """
     estimator = make_estimator(family, params, seed)
     with threadpool_limits(limits=1, user_api="blas"):
-        estimator.fit(X, y)
+        if eval_set is None:
+            estimator.fit(X, y)
+        else:
+            estimator.fit(X, y, eval_set=[eval_set], verbose=False)
     return estimator
 
 
@@ -136,7 +201,7 @@ def predict_logit(model: Any, X: np.ndarray) -> np.ndarray:
     """
     if isinstance(model, XGBClassifier):
         return np.asarray(model.predict(X, output_margin=True), dtype=np.float64).reshape(-1)
-    if isinstance(model, LogisticRegression):
+    if isinstance(model, LogisticRegression | BlendModel):
         return np.asarray(model.decision_function(X), dtype=np.float64).reshape(-1)
     p = np.clip(predict_proba(model, X), 1e-15, 1 - 1e-15)
     return np.log(p) - np.log1p(-p)
@@ -144,9 +209,11 @@ def predict_logit(model: Any, X: np.ndarray) -> np.ndarray:
 
 def save_model(model: Any, family: str, directory: Path) -> list[str]:
     """Write the model into ``directory``; returns the file names written (relative)."""
-    _check_family(family)
+    _check_family(family, MODEL_KINDS)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if family == BLEND:
+        return _save_blend(model, directory)
     if family == "xgboost":
         model.save_model(directory / XGBOOST_FILE)
         return [XGBOOST_FILE]
@@ -156,8 +223,10 @@ def save_model(model: Any, family: str, directory: Path) -> list[str]:
 
 def load_model(family: str, directory: Path) -> Any:
     """Load a model saved by :func:`save_model`, refusing files with unexpected types."""
-    _check_family(family)
+    _check_family(family, MODEL_KINDS)
     directory = Path(directory)
+    if family == BLEND:
+        return _load_blend(directory)
     if family == "xgboost":
         path = directory / XGBOOST_FILE
         _require_file(path)
@@ -168,6 +237,30 @@ def load_model(family: str, directory: Path) -> Any:
     path = directory / SKOPS_FILE
     _require_file(path)
     return _load_skops(path, _SKLEARN_CLASSES[family])
+
+
+def _save_blend(model: BlendModel, directory: Path) -> list[str]:
+    """blend.json (weights, intercept) plus each member in its own format under members/<family>/."""
+    files = [BLEND_FILE]
+    for family, member in model.members.items():
+        written = save_model(member, family, directory / BLEND_MEMBERS_DIR / family)
+        files += [f"{BLEND_MEMBERS_DIR}/{family}/{name}" for name in written]
+    spec = {"intercept": model.intercept, "weights": model.weights, "members": list(model.members)}
+    (directory / BLEND_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True))
+    return files
+
+
+def _load_blend(directory: Path) -> BlendModel:
+    path = directory / BLEND_FILE
+    _require_file(path)
+    try:
+        spec = json.loads(path.read_text())
+        members = {f: load_model(f, directory / BLEND_MEMBERS_DIR / f) for f in spec["members"]}
+        return BlendModel(members, spec["weights"], spec["intercept"])
+    except BundleError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"blend file {path} is not a valid blend description: {exc}") from exc
 
 
 def _require_file(path: Path) -> None:

@@ -73,10 +73,9 @@ def split(
     dataset: Input[Dataset],
     config_json: str,
     train: Output[Dataset],
-    valid: Output[Dataset],
     test: Output[Dataset],
 ):
-    """Stratified, seeded train / validation / test split."""
+    """Stratified, seeded development (train) / held-out test split."""
     from components.artifacts import read_frame, timed, write_frame
     from components.config import Config
     from components.split import split_frame
@@ -84,7 +83,7 @@ def split(
     config = Config.from_json(config_json)
     with timed(train):
         parts = split_frame(read_frame(dataset.path), config.dataset.target, config.split)
-        for artifact, frame in zip((train, valid, test), parts, strict=True):
+        for artifact, frame in zip((train, test), parts, strict=True):
             write_frame(frame, artifact.path)
             artifact.metadata["rows"] = len(frame)
             artifact.metadata["positives"] = int(frame[config.dataset.target].sum())
@@ -113,19 +112,42 @@ def tune(
     best_params: Output[Artifact],
     trials: Output[Dataset],
 ):
-    """Cross-validated search for one model family (grid or Optuna TPE)."""
+    """k-fold cross-validated search for one model family, within its share of the time budget.
+
+    ``best_params`` (JSON) also carries the best trial's out-of-fold log-odds and the folds: the
+    train stage compares, blends and calibrates on them.
+    """
+    import statistics
+
     from components.artifacts import read_frame, split_xy, timed, write_frame, write_json
     from components.config import Config
     from components.features import load_transformer
-    from components.tune import tune_family
+    from components.tune import family_budget, tune_family
 
     config = Config.from_json(config_json)
     with timed(best_params):
         raw, y = split_xy(read_frame(train.path), config.dataset.target)
-        X = load_transformer(transformer.path).transform(raw)
-        result = tune_family(family, X, y, config.tune)
+        fitted = load_transformer(transformer.path)
+        budget = family_budget(config.tune, family, config.tune.families)
+        result = tune_family(
+            family,
+            fitted.transform(raw),
+            y,
+            config.tune,
+            marketing=fitted.derive_marketing,
+            budget_seconds=budget,
+        )
         write_json(
-            {"family": family, "strategy": result.strategy, "params": result.best_params}, best_params.path
+            {
+                "family": family,
+                "strategy": result.strategy,
+                "params": result.best_params,
+                "cv_roc_auc": result.best_score,
+                "fold_roc_auc": result.fold_scores,
+                "oof_logit": result.oof_logit.tolist(),
+                "folds": result.folds.tolist(),
+            },
+            best_params.path,
         )
         write_frame(result.trials, trials.path)
     best_params.metadata.update(
@@ -133,85 +155,85 @@ def tune(
             "family": family,
             "strategy": result.strategy,
             "cv_roc_auc": round(result.best_score, 5),
+            "cv_roc_auc_std": round(statistics.pstdev(result.fold_scores), 5),
             "trials": len(result.trials),
+            "budget_seconds": None if budget is None else round(budget, 1),
+            "stopped_by_budget": result.stopped_by_budget,
         }
     )
 
 
 def train(
     train: Input[Dataset],
-    valid: Input[Dataset],
     transformer: Input[Model],
     best_params: Input[List[Artifact]],
     config_json: str,
     models: Output[Model],
     selection: Output[Metrics],
 ):
-    """Refit every family with its best params and pick the champion on validation ROC-AUC."""
-    import json
-
-    from components.artifacts import read_frame, split_xy, timed
+    """Compare the families and their blend on out-of-fold scores, pick the champion, refit all."""
+    from components.artifacts import read_frame, read_json, split_xy, timed
     from components.config import Config
     from components.features import load_transformer
     from components.selection import fit_and_select, save_candidates
+    from components.train import collect_tuned
 
     config = Config.from_json(config_json)
     with timed(models):
         fitted = load_transformer(transformer.path)
         raw_train, y_train = split_xy(read_frame(train.path), config.dataset.target)
-        raw_valid, y_valid = split_xy(read_frame(valid.path), config.dataset.target)
-        params = {}
-        for artifact in best_params:
-            with open(artifact.path) as handle:
-                found = json.load(handle)
-            params[found["family"]] = found["params"]
+        tuned, folds = collect_tuned([read_json(artifact.path) for artifact in best_params], len(y_train))
         # carried forward for the summary (a Collected cannot feed tasks inside a condition)
         models.metadata["tuning"] = {a.metadata["family"]: dict(a.metadata) for a in best_params}
         outcome = fit_and_select(
-            params,
-            fitted.transform(raw_train),
-            y_train,
-            fitted.transform(raw_valid),
-            y_valid,
-            config.tune.seed,
+            tuned, fitted.transform(raw_train), y_train, folds, config.tune.seed, blend=config.tune.blend
         )
         save_candidates(outcome, models.path)
     models.metadata["champion"] = outcome.champion
     for family, scores in outcome.summary().items():
         for name, value in scores.items():
-            if isinstance(value, float):
-                selection.log_metric(f"{family}_valid_{name}", round(value, 5))
+            if isinstance(value, float) and name != "threshold":
+                selection.log_metric(f"{family}_{name}", round(value, 5))
     selection.metadata["champion"] = outcome.champion
 
 
 def calibrate(
-    valid: Input[Dataset],
-    transformer: Input[Model],
     models: Input[Model],
     config_json: str,
     calibration: Output[Artifact],
     reliability: Output[HTML],
 ):
-    """Temperature scaling on validation, kept only if it helps; threshold on served probabilities."""
-    from components.artifacts import read_frame, split_xy, timed, write_json, write_text
+    """Temperature scaling on the champion's out-of-fold predictions (kept only if cross-fitting says
+    it helps), and the max-F1 threshold on the served out-of-fold probabilities with its fold spread."""
+    from scipy.special import expit
+
+    from components.artifacts import read_json, timed, write_json, write_text
     from components.calibrate import apply_temperature, reliability_html
     from components.calibrate import calibrate as fit_calibration
     from components.config import Config
-    from components.features import load_transformer
-    from components.models import predict_proba
-    from components.selection import load_champion
-    from components.train import best_f1_threshold
+    from components.selection import INDEX_FILE, load_oof
+    from components.train import best_f1_threshold, threshold_stability
 
     config = Config.from_json(config_json)
     with timed(calibration):
-        family, model = load_champion(models.path)
-        raw, y = split_xy(read_frame(valid.path), config.dataset.target)
-        p_raw = predict_proba(model, load_transformer(transformer.path).transform(raw))
-        result = fit_calibration(y, p_raw, config.calibration.n_bins, enabled=config.calibration.enabled)
+        family = read_json(f"{models.path}/{INDEX_FILE}")["champion"]
+        oof = load_oof(models.path)
+        y, folds = oof["y"].to_numpy(dtype=int), oof["fold"].to_numpy(dtype=int)
+        p_raw = expit(oof[family].to_numpy(dtype=float))
+        result = fit_calibration(
+            y, p_raw, config.calibration.n_bins, enabled=config.calibration.enabled, folds=folds
+        )
         p_served = apply_temperature(p_raw, result.temperature)
-        threshold, valid_f1 = best_f1_threshold(y, p_served)
+        threshold, oof_f1 = best_f1_threshold(y, p_served)
+        stability = threshold_stability(y, p_served, folds, threshold)
         write_json(
-            {**result.to_dict(), "threshold": threshold, "valid_f1": valid_f1, "family": family},
+            {
+                **result.to_dict(),
+                "threshold": threshold,
+                "oof_f1": oof_f1,
+                "family": family,
+                "stability": stability,
+            },
             calibration.path,
         )
         write_text(
@@ -225,7 +247,14 @@ def calibrate(
             reliability.path,
         )
     calibration.metadata.update(
-        {"kept": result.kept, "temperature": result.temperature, "threshold": threshold, "valid_f1": valid_f1}
+        {
+            "kept": result.kept,
+            "temperature": result.temperature,
+            "threshold": threshold,
+            "oof_f1": oof_f1,
+            "fold_f1_min": round(stability["f1_min"], 4),
+            "fold_f1_max": round(stability["f1_max"], 4),
+        }
     )
 
 

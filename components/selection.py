@@ -1,7 +1,10 @@
-"""The fitted candidates of every family: choosing the champion, saving them, scoring them on test.
+"""The candidates of a run: the comparison on out-of-fold predictions, the refit models, saved and
+scored on test.
 
-Every family is kept (not only the champion) so the evaluation can report each family's test
-metrics side by side, and so a reviewer can see what the champion won against.
+Every family is kept (not only the champion) so the evaluation can report each candidate's test
+metrics side by side, and so a reviewer can see what the champion won against. The out-of-fold
+predictions are saved beside the models (``oof.parquet``) because calibration and the decision
+threshold are fitted on them, never on rows a model was trained on.
 """
 
 from __future__ import annotations
@@ -11,61 +14,77 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from components.artifacts import read_json, write_json
 from components.calibrate import apply_temperature
 from components.evaluate import classification_metrics, confusion, roc_points
 from components.models import load_model, predict_proba, save_model
-from components.train import Candidate, best_f1_threshold, fit_candidates, select_champion
+from components.train import Candidate, best_f1_threshold, build_candidates, refit, select_champion
 
 INDEX_FILE = "candidates.json"
+OOF_FILE = "oof.parquet"
 
 
 @dataclass
 class SelectionOutcome:
     candidates: list[Candidate]
     champion: str
-    thresholds: dict[str, float]  # each family's best-F1 threshold on its raw validation scores
+    thresholds: dict[str, float]  # each candidate's best-F1 threshold on its out-of-fold probabilities
+    y: np.ndarray
+    folds: np.ndarray
 
     def summary(self) -> dict[str, dict[str, Any]]:
         return {
             c.family: {
                 "params": c.params,
-                "roc_auc": float(c.valid_roc_auc),
-                "pr_auc": float(c.valid_pr_auc),
+                "cv_roc_auc": c.cv_roc_auc,
+                "cv_pr_auc": c.cv_pr_auc,
+                "fold_roc_auc": list(c.fold_roc_auc),
+                "fold_pr_auc": list(c.fold_pr_auc),
                 "threshold": float(self.thresholds[c.family]),
                 "champion": c.family == self.champion,
             }
             for c in self.candidates
         }
 
+    def oof_frame(self) -> pd.DataFrame:
+        """y, fold and every candidate's out-of-fold log-odds, one row per development row."""
+        columns = {"y": self.y.astype(np.int8), "fold": self.folds.astype(np.int16)}
+        columns.update({c.family: c.oof_logit for c in self.candidates})
+        return pd.DataFrame(columns)
+
 
 def fit_and_select(
-    best_params: dict[str, dict],
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    X_valid: np.ndarray,
-    y_valid: np.ndarray,
+    tuned: dict[str, dict[str, Any]],
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
     seed: int,
+    blend: bool = True,
 ) -> SelectionOutcome:
-    """Refit each family on the training split and pick the champion on validation."""
-    candidates = fit_candidates(best_params, X_train, y_train, X_valid, y_valid, seed)
+    """Compare the tuned families (and their blend) on out-of-fold scores, then refit them all."""
+    y = np.asarray(y).astype(int).reshape(-1)
+    folds = np.asarray(folds).astype(int).reshape(-1)
+    candidates = build_candidates(tuned, y, folds, blend=blend)
     champion = select_champion(candidates)
-    thresholds = {c.family: best_f1_threshold(y_valid, c.valid_proba)[0] for c in candidates}
-    return SelectionOutcome(candidates=candidates, champion=champion.family, thresholds=thresholds)
+    refit(candidates, X, y, seed)
+    thresholds = {c.family: best_f1_threshold(y, c.oof_proba)[0] for c in candidates}
+    return SelectionOutcome(candidates, champion.family, thresholds, y, folds)
 
 
 def save_candidates(outcome: SelectionOutcome, directory: str | Path) -> None:
-    """One sub-folder per family (its own safe format) plus an index naming the champion."""
+    """One sub-folder per candidate (its own safe format), the out-of-fold table and an index."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     for candidate in outcome.candidates:
         save_model(candidate.model, candidate.family, root / candidate.family)
+    outcome.oof_frame().to_parquet(root / OOF_FILE, index=False)
     write_json({"champion": outcome.champion, "families": outcome.summary()}, root / INDEX_FILE)
 
 
 def load_candidates(directory: str | Path) -> dict[str, Any]:
-    """The index plus every family's model: ``{"champion", "families", "models": {family: model}}``."""
+    """The index plus every candidate's model: ``{"champion", "families", "models": {family: model}}``."""
     root = Path(directory)
     index = read_json(root / INDEX_FILE)
     index["models"] = {family: load_model(family, root / family) for family in index["families"]}
@@ -78,6 +97,11 @@ def load_champion(directory: str | Path) -> tuple[str, Any]:
     return champion, load_model(champion, root / champion)
 
 
+def load_oof(directory: str | Path) -> pd.DataFrame:
+    """The out-of-fold table written by :func:`save_candidates`."""
+    return pd.read_parquet(Path(directory) / OOF_FILE)
+
+
 def evaluate_candidates(
     candidates: dict[str, Any],
     calibration: dict[str, Any],
@@ -87,8 +111,8 @@ def evaluate_candidates(
 ) -> dict[str, Any]:
     """Test metrics of the champion as served (calibrated, served threshold) and of every family.
 
-    The other families are scored on their raw probabilities at their own validation threshold:
-    that is how each would have been served had it won.
+    The other candidates are scored on their raw probabilities at their own out-of-fold
+    threshold: that is how each would have been served had it won.
     """
     champion = candidates["champion"]
     served = apply_temperature(
@@ -109,4 +133,9 @@ def evaluate_candidates(
         "confusion_matrix": confusion(y_test, served, threshold),
         "roc_curve": [fpr, tpr, thresholds],
         "calibrated": bool(calibration["kept"]),
+        "threshold_stability": calibration.get("stability"),
+        "cv": {
+            family: {k: entry[k] for k in ("cv_roc_auc", "cv_pr_auc", "fold_roc_auc") if k in entry}
+            for family, entry in candidates["families"].items()
+        },
     }

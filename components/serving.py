@@ -71,7 +71,8 @@ DEFAULT_PREDICT_ROUTE = "/predict"
 MAX_BODY_BYTES = 1_572_864  # 1.5 MiB, Vertex AI's online prediction request limit
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # an oversized body is read (and dropped) up to this much
 MAX_BATCH_ROWS = 4096  # rows merged into one transform call
-EXPLAIN_BACKGROUND = {"logreg": 1000, "mlp": 50}  # reference rows (linear SHAP needs only a mean)
+# reference rows (linear SHAP needs only a mean; a blend's MLP member takes 50 of its 1000)
+EXPLAIN_BACKGROUND = {"logreg": 1000, "mlp": 50, "blend": 1000}
 EXAMPLE_CANDIDATE_ROWS = 20
 SWITCH_INTERVAL_SECONDS = 0.001
 LOADED_CACHE = 3  # recently served versions kept in memory: a rollback swaps back at once

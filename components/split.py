@@ -1,7 +1,9 @@
-"""Stage 2 of training: stratified, seeded train / valid / test split.
+"""Stage 2 of training: stratified, seeded development ("train") / test split.
 
-Stratifying keeps the class balance equal across splits, so validation metrics (and the decision
-threshold chosen on them) mean the same thing on the test set; the seed makes reruns identical.
+The test split is held out until evaluation. Model selection, calibration and the threshold use
+k-fold cross-validation on the development split (see ``components.tune.make_folds``), which uses
+every development row once for validation instead of a small fixed validation split.
+Stratifying keeps the class balance equal across splits; the seed makes reruns identical.
 """
 
 from __future__ import annotations
@@ -15,26 +17,20 @@ from components.errors import DataValidationError
 MIN_ROWS_PER_CLASS = 2  # fewer and ROC-AUC / calibration on that split are undefined or noise
 
 
-def split_frame(
-    df: pd.DataFrame, target: str, cfg: SplitConfig
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Split into (train, valid, test); ``cfg.valid_size`` and ``cfg.test_size`` are fractions of all rows."""
+def split_frame(df: pd.DataFrame, target: str, cfg: SplitConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split into (train, test); ``cfg.test_size`` is the test fraction of all rows."""
     _check_target(df, target)
     _check_sizes(cfg)
     try:
-        rest, test = train_test_split(df, test_size=cfg.test_size, stratify=df[target], random_state=cfg.seed)
-        train, valid = train_test_split(
-            rest,
-            test_size=cfg.valid_size / (1.0 - cfg.test_size),
-            stratify=rest[target],
-            random_state=cfg.seed,
+        train, test = train_test_split(
+            df, test_size=cfg.test_size, stratify=df[target], random_state=cfg.seed
         )
     except ValueError as exc:  # sklearn: a class too small to stratify, or an empty split
         raise DataValidationError(
             f"cannot split {len(df)} rows stratified on {target!r} (class counts "
-            f"{_counts(df, target)}) with valid_size={cfg.valid_size}, test_size={cfg.test_size}: {exc}"
+            f"{_counts(df, target)}) with test_size={cfg.test_size}: {exc}"
         ) from exc
-    splits = {"train": train, "valid": valid, "test": test}
+    splits = {"train": train, "test": test}
     for name, part in splits.items():
         counts = _counts(part, target)
         if min(counts.values()) < MIN_ROWS_PER_CLASS:
@@ -57,11 +53,8 @@ def _check_target(df: pd.DataFrame, target: str) -> None:
 
 
 def _check_sizes(cfg: SplitConfig) -> None:
-    if not (0 < cfg.valid_size < 1 and 0 < cfg.test_size < 1 and cfg.valid_size + cfg.test_size < 1):
-        raise DataValidationError(
-            f"split sizes valid_size={cfg.valid_size}, test_size={cfg.test_size} must be in (0, 1) "
-            "and sum to less than 1"
-        )
+    if not 0 < cfg.test_size < 1:
+        raise DataValidationError(f"split size test_size={cfg.test_size} must be in (0, 1)")
 
 
 def _counts(df: pd.DataFrame, target: str) -> dict[int, int]:

@@ -1,16 +1,25 @@
-"""Hyper-parameter search per model family: grid or Optuna TPE, scored by stratified CV ROC-AUC.
+"""Hyper-parameter search per model family: grid or Optuna TPE, scored by stratified k-fold ROC-AUC.
 
-The folds are built once per family and shared by every trial, so trials are compared on the same
-data and a seed reproduces the whole search. Everything runs in one process on one core (see
-``models.XGBOOST_N_JOBS``): on busy 2-core machines spin-waiting threads cost far more than they gain.
+The search runs on the whole development split (everything but the test rows). The folds are a
+pure function of the labels and the seed (``make_folds``), so every family, every trial and the
+train stage that builds the blend see the very same folds, and a seed reproduces the search. The
+winning trial's out-of-fold log-odds are returned with it: the train stage compares, blends,
+calibrates and picks the threshold on those, so no row is ever scored by a model fitted on it.
+
+XGBoost under Optuna uses early stopping: every fold trains up to ``tune.max_estimators`` trees
+and stops ``tune.early_stopping_rounds`` after its best validation log-loss; the trial's tree count
+is the one that minimises the *mean* log-loss curve over the folds (as ``xgb.cv`` does), every fold
+is scored at that count, and the refit on all development rows uses it.
+
+Everything runs in one process on one core (see ``models.XGBOOST_N_JOBS``): on busy 2-core machines
+spin-waiting threads cost far more than they gain.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,11 +30,22 @@ from sklearn.model_selection import StratifiedKFold
 
 from components.config import TuneConfig
 from components.errors import DataValidationError
-from components.models import FAMILIES, fit_model, predict_proba
+from components.models import FAMILIES, fit_model, predict_logit
 
 STRATEGIES = ("grid", "optuna")
 
-Folds = list[tuple[np.ndarray, np.ndarray]]
+
+@dataclass
+class CvOutcome:
+    """One configuration scored by k-fold CV: fold AUCs, out-of-fold log-odds, params as refit."""
+
+    fold_scores: list[float]
+    oof_logit: np.ndarray
+    params: dict[str, Any]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.fold_scores))
 
 
 @dataclass
@@ -33,34 +53,92 @@ class TuneResult:
     """Outcome of one family's search.
 
     ``best_params`` holds plain JSON types (lists, not tuples) so it can travel as a KFP
-    parameter. ``trials`` has one row per trial: ``trial``, one column per param (list values are
-    written as strings like ``"64-32"`` so the table stores cleanly in CSV/Parquet),
-    ``mean_roc_auc``, ``std_roc_auc`` and ``seconds``.
+    parameter; for early-stopped XGBoost it includes the chosen ``n_estimators``. ``trials`` has
+    one row per trial: ``trial``, one column per param (list values as strings like ``"64-32"``),
+    ``mean_roc_auc``, ``std_roc_auc``, ``fold_<k>_roc_auc`` and ``seconds``. ``oof_logit`` are the
+    best trial's out-of-fold log-odds, one per development row, and ``folds`` the fold of each row.
     """
 
     family: str
     strategy: str
     best_params: dict[str, Any]
     best_score: float
+    fold_scores: list[float]
+    oof_logit: np.ndarray
+    folds: np.ndarray
     trials: pd.DataFrame
+    budget_seconds: float | None = None
+    stopped_by_budget: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
-def tune_family(family: str, X: np.ndarray, y: np.ndarray, cfg: TuneConfig) -> TuneResult:
-    """Search ``family``'s params with the strategy ``cfg.strategy[family]`` (default 'grid')."""
+# --------------------------------------------------------------------------- folds and budget
+
+
+def make_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """The fold number (0..n_folds-1) of every row: stratified, shuffled, a function of (y, seed)."""
+    y = np.asarray(y).astype(int).reshape(-1)
+    folds = np.empty(len(y), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for number, (_, valid_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        folds[valid_idx] = number
+    return folds
+
+
+def fold_indices(folds: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, validation rows) per fold, in fold order."""
+    return [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in range(int(folds.max()) + 1)]
+
+
+def family_budget(cfg: TuneConfig, family: str, families: list[str]) -> float | None:
+    """This family's share of ``tune.time_budget_seconds`` (shares normalised over the run's families)."""
+    if cfg.time_budget_seconds is None or cfg.time_budget_seconds <= 0:
+        return None
+    shares = {f: float(cfg.budget_share.get(f, 1.0)) for f in families}
+    total = sum(shares.values()) or 1.0
+    return float(cfg.time_budget_seconds) * shares.get(family, 1.0) / total
+
+
+def resolve_strategy(family: str, cfg: TuneConfig, marketing: bool) -> str:
+    """``auto``: the seed's known-good XGBoost grid on the marketing table, Optuna TPE elsewhere."""
+    strategy = cfg.strategy.get(family, "auto")
+    if strategy == "auto":
+        return "grid" if family == "xgboost" and marketing else "optuna"
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown tuning strategy {strategy!r} for {family!r} (known: auto, grid, optuna)")
+    return strategy
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def tune_family(
+    family: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: TuneConfig,
+    *,
+    marketing: bool = False,
+    budget_seconds: float | None = None,
+) -> TuneResult:
+    """Search ``family``'s params; ``budget_seconds`` caps the search's wall time (None: no cap).
+
+    A trial that starts before the deadline finishes; at least one trial always runs.
+    """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
-    strategy = cfg.strategy.get(family, "grid")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown tuning strategy {strategy!r} for {family!r} (known: {STRATEGIES})")
+    strategy = resolve_strategy(family, cfg, marketing)
     X = np.asarray(X, dtype=np.float64)
     y = _check_target(y, cfg.cv_folds)
-    folds = _make_folds(y, cfg.cv_folds, cfg.seed)
-
-    def score(params: dict[str, Any]) -> tuple[float, float]:
-        return cross_val_auc(family, params, X, y, folds, cfg.seed)
-
-    run = _run_grid(_grid_of(family, cfg), score) if strategy == "grid" else _run_optuna(family, cfg, score)
-    return _result(family, strategy, run)
+    folds = make_folds(y, cfg.cv_folds, cfg.seed)
+    early = family == "xgboost" and strategy == "optuna" and cfg.early_stopping_rounds > 0
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    search = _Search(family, X, y, folds, cfg, early)
+    if strategy == "grid":
+        _run_grid(_grid_of(family, cfg), search, deadline)
+    else:
+        _run_optuna(family, cfg, search, deadline)
+    return search.result(strategy, budget_seconds)
 
 
 def _check_target(y: np.ndarray, folds: int) -> np.ndarray:
@@ -76,20 +154,120 @@ def _check_target(y: np.ndarray, folds: int) -> np.ndarray:
     return y
 
 
-def _make_folds(y: np.ndarray, n_folds: int, seed: int) -> Folds:
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(y)), y))
+class _Search:
+    """Scores trials, keeps the table and the best trial's out-of-fold predictions."""
+
+    def __init__(
+        self, family: str, X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: TuneConfig, early: bool
+    ) -> None:
+        self.family, self.X, self.y, self.folds, self.cfg, self.early = family, X, y, folds, cfg, early
+        self.rows: list[dict[str, Any]] = []
+        self.best: CvOutcome | None = None
+        self.stopped_by_budget = False
+
+    def trial(self, params: dict[str, Any]) -> float:
+        start = time.perf_counter()
+        if self.early:
+            cfg = self.cfg
+            outcome = cross_validate_early_stopping(
+                params, self.X, self.y, self.folds, cfg.seed, cfg.max_estimators, cfg.early_stopping_rounds
+            )
+        else:
+            outcome = cross_validate(self.family, params, self.X, self.y, self.folds, self.cfg.seed)
+        row = {
+            "trial": len(self.rows),
+            "params": _plain(outcome.params),
+            "mean_roc_auc": outcome.mean,
+            "std_roc_auc": float(np.std(outcome.fold_scores)),
+            "fold_scores": outcome.fold_scores,
+            "seconds": time.perf_counter() - start,
+        }
+        self.rows.append(row)
+        if self.best is None or outcome.mean > self.best.mean:  # ties: the earliest trial stays
+            self.best = outcome
+        return outcome.mean
+
+    def result(self, strategy: str, budget: float | None) -> TuneResult:
+        if self.best is None:
+            raise ValueError(f"tuning {self.family!r} evaluated no trial")
+        best_row = max(self.rows, key=lambda r: (r["mean_roc_auc"], -r["trial"]))
+        table = pd.DataFrame(
+            [
+                {
+                    "trial": r["trial"],
+                    **{k: _encode_choice(v) for k, v in r["params"].items()},
+                    "mean_roc_auc": r["mean_roc_auc"],
+                    "std_roc_auc": r["std_roc_auc"],
+                    **{f"fold_{k + 1}_roc_auc": s for k, s in enumerate(r["fold_scores"])},
+                    "seconds": r["seconds"],
+                }
+                for r in self.rows
+            ]
+        )
+        notes = []
+        if self.stopped_by_budget:
+            notes.append(f"stopped by the time budget ({budget:.0f} s) after {len(self.rows)} trial(s)")
+        return TuneResult(
+            family=self.family,
+            strategy=strategy,
+            best_params=dict(best_row["params"]),
+            best_score=float(best_row["mean_roc_auc"]),
+            fold_scores=list(best_row["fold_scores"]),
+            oof_logit=self.best.oof_logit,
+            folds=self.folds,
+            trials=table,
+            budget_seconds=budget,
+            stopped_by_budget=self.stopped_by_budget,
+            notes=notes,
+        )
 
 
-def cross_val_auc(
-    family: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray, folds: Folds, seed: int
-) -> tuple[float, float]:
-    """Mean and standard deviation of ROC-AUC over ``folds`` (a plain loop: no nested n_jobs)."""
+def cross_validate(
+    family: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
+) -> CvOutcome:
+    """Fit on each fold's training rows, score its validation rows (a plain loop: no nested n_jobs)."""
+    oof = np.empty(len(y), dtype=np.float64)
     scores = []
-    for train_idx, valid_idx in folds:
+    for train_idx, valid_idx in fold_indices(folds):
         model = fit_model(family, params, X[train_idx], y[train_idx], seed)
-        scores.append(roc_auc_score(y[valid_idx], predict_proba(model, X[valid_idx])))
-    return float(np.mean(scores)), float(np.std(scores))
+        oof[valid_idx] = predict_logit(model, X[valid_idx])
+        scores.append(float(roc_auc_score(y[valid_idx], oof[valid_idx])))
+    return CvOutcome(scores, oof, dict(params))
+
+
+def cross_validate_early_stopping(
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    seed: int,
+    max_estimators: int,
+    patience: int,
+) -> CvOutcome:
+    """XGBoost CV with one tree count for all folds: the minimum of the mean validation log-loss.
+
+    Each fold stops ``patience`` rounds after its own best, so every curve reaches at least its
+    best + patience; the common count is searched where all curves exist. Scoring every fold at
+    one count (not each at its own best) keeps the CV score nearly free of early-stopping optimism.
+    """
+    settings = {**params, "n_estimators": int(params.get("n_estimators", max_estimators))}
+    settings.update({"early_stopping_rounds": patience, "eval_metric": "logloss"})
+    fitted = []
+    for train_idx, valid_idx in fold_indices(folds):
+        model = fit_model(
+            "xgboost", settings, X[train_idx], y[train_idx], seed, eval_set=(X[valid_idx], y[valid_idx])
+        )
+        fitted.append((model, valid_idx))
+    curves = [np.asarray(m.evals_result()["validation_0"]["logloss"]) for m, _ in fitted]
+    length = min(len(c) for c in curves)
+    n_trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
+    oof = np.empty(len(y), dtype=np.float64)
+    scores = []
+    for model, valid_idx in fitted:
+        margin = model.predict(X[valid_idx], output_margin=True, iteration_range=(0, n_trees))
+        oof[valid_idx] = np.asarray(margin, dtype=np.float64).reshape(-1)
+        scores.append(float(roc_auc_score(y[valid_idx], oof[valid_idx])))
+    return CvOutcome(scores, oof, {**params, "n_estimators": n_trees})
 
 
 def _grid_of(family: str, cfg: TuneConfig) -> dict[str, list[Any]]:
@@ -102,36 +280,22 @@ def _grid_of(family: str, cfg: TuneConfig) -> dict[str, list[Any]]:
     return grid
 
 
-def _run_grid(
-    grid: dict[str, list[Any]], score: Callable[[dict[str, Any]], tuple[float, float]]
-) -> list[dict[str, Any]]:
-    """Every combination, in a stable order (keys sorted, values as listed)."""
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _run_grid(grid: dict[str, list[Any]], search: _Search, deadline: float | None) -> None:
+    """Every combination in a stable order (keys sorted, values as listed), until the deadline."""
     names = sorted(grid)
-    rows = []
-    for number, values in enumerate(itertools.product(*(grid[n] for n in names))):
-        params = dict(zip(names, values, strict=True))
-        rows.append(_timed_trial(number, params, score))
-    return rows
+    for values in itertools.product(*(grid[n] for n in names)):
+        if search.rows and _past(deadline):
+            search.stopped_by_budget = True
+            return
+        search.trial(dict(zip(names, values, strict=True)))
 
 
-def _timed_trial(
-    number: int, params: dict[str, Any], score: Callable[[dict[str, Any]], tuple[float, float]]
-) -> dict[str, Any]:
-    start = time.perf_counter()
-    mean, std = score(params)
-    return {
-        "trial": number,
-        "params": _plain(params),
-        "mean_roc_auc": mean,
-        "std_roc_auc": std,
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def _run_optuna(
-    family: str, cfg: TuneConfig, score: Callable[[dict[str, Any]], tuple[float, float]]
-) -> list[dict[str, Any]]:
-    """TPE search with a seeded sampler; sequential trials so the seed reproduces the search."""
+def _run_optuna(family: str, cfg: TuneConfig, search: _Search, deadline: float | None) -> None:
+    """TPE with a seeded sampler, sequential trials; the configured start points are tried first."""
     space = cfg.spaces.get(family)
     if not space:
         raise ValueError(f"tune.spaces has no search space for family {family!r}")
@@ -139,19 +303,22 @@ def _run_optuna(
     if n_trials < 1:
         raise ValueError(f"tune.n_trials.{family} must be at least 1, got {n_trials}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
-    rows: list[dict[str, Any]] = []
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(10, max(3, n_trials // 4)))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for start in cfg.start_points.get(family, []):
+        start_params = {k: _encode_choice(v) for k, v in start.items() if k in space}
+        study.enqueue_trial(start_params, skip_if_exists=True)
 
     def objective(trial: optuna.Trial) -> float:
         params = {name: _suggest(trial, family, name, spec) for name, spec in space.items()}
-        row = _timed_trial(trial.number, params, score)
-        rows.append(row)
-        return row["mean_roc_auc"]
+        return search.trial(params)
 
-    study.optimize(objective, n_trials=n_trials, timeout=cfg.timeout_seconds)
-    if not rows:  # the timeout is a cap, but a result needs at least one finished trial
-        study.optimize(objective, n_trials=1)
-    return rows
+    def stop_at_deadline(study: optuna.Study, _trial: Any) -> None:
+        if _past(deadline):
+            search.stopped_by_budget = len(search.rows) < n_trials
+            study.stop()
+
+    study.optimize(objective, n_trials=n_trials, callbacks=[stop_at_deadline])
 
 
 def _suggest(trial: optuna.Trial, family: str, name: str, spec: dict[str, Any]) -> Any:
@@ -210,29 +377,3 @@ def _plain(params: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return {name: convert(value) for name, value in params.items()}
-
-
-def _result(family: str, strategy: str, rows: list[dict[str, Any]]) -> TuneResult:
-    """Best = highest mean ROC-AUC; ties go to the earliest trial (stable, reproducible)."""
-    if not rows:
-        raise ValueError(f"tuning {family!r} evaluated no trial")
-    best = max(rows, key=lambda r: (r["mean_roc_auc"], -r["trial"]))
-    table = pd.DataFrame(
-        [
-            {
-                "trial": r["trial"],
-                **{k: _encode_choice(v) for k, v in r["params"].items()},
-                "mean_roc_auc": r["mean_roc_auc"],
-                "std_roc_auc": r["std_roc_auc"],
-                "seconds": r["seconds"],
-            }
-            for r in rows
-        ]
-    )
-    return TuneResult(
-        family=family,
-        strategy=strategy,
-        best_params=dict(best["params"]),
-        best_score=float(best["mean_roc_auc"]),
-        trials=table,
-    )

@@ -1,5 +1,6 @@
-"""The training pipeline DAG: ingest -> split -> features -> tune (parallel) -> train -> calibrate ->
-evaluate -> explain -> package -> gate -> dsl.If(passed): deploy -> summary.
+"""The training pipeline DAG: ingest -> split (development / test) -> features -> tune (k-fold CV,
+parallel) -> train (compare families + blend out-of-fold, refit) -> calibrate (out-of-fold) ->
+evaluate (test) -> explain -> package -> gate -> dsl.If(passed): deploy -> summary.
 
 Built by a factory so the component image is a compile-time setting (``build_training_pipeline``).
 """
@@ -107,7 +108,6 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = N
         train = configure(
             ops.train(
                 train=split.outputs["train"],
-                valid=split.outputs["valid"],
                 transformer=features.outputs["transformer"],
                 best_params=dsl.Collected(tune.outputs["best_params"]),
                 config_json=config_json,
@@ -116,12 +116,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = N
             "train",
         )
         calibrate = configure(
-            ops.calibrate(
-                valid=split.outputs["valid"],
-                transformer=features.outputs["transformer"],
-                models=train.outputs["models"],
-                config_json=config_json,
-            ),
+            ops.calibrate(models=train.outputs["models"], config_json=config_json),
             "Calibrate",
             "calibrate",
         )
