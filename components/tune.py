@@ -306,8 +306,7 @@ def _run_optuna(family: str, cfg: TuneConfig, search: _Search, deadline: float |
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(10, max(3, n_trials // 4)))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for start in cfg.start_points.get(family, []):
-        start_params = {k: _encode_choice(v) for k, v in start.items() if k in space}
-        study.enqueue_trial(start_params, skip_if_exists=True)
+        study.enqueue_trial(_start_params(start, space), skip_if_exists=True)
 
     def objective(trial: optuna.Trial) -> float:
         params = {name: _suggest(trial, family, name, spec) for name, spec in space.items()}
@@ -319,6 +318,22 @@ def _run_optuna(family: str, cfg: TuneConfig, search: _Search, deadline: float |
             study.stop()
 
     study.optimize(objective, n_trials=n_trials, callbacks=[stop_at_deadline])
+
+
+def _start_params(start: dict[str, Any], space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The start point's values that fit the space (a user's narrower space drops the others)."""
+    fitting = {}
+    for name, value in start.items():
+        spec = space.get(name)
+        if spec is None:
+            continue
+        if spec.get("type") == "categorical":
+            encoded = _encode_choice(value)
+            if encoded in [_encode_choice(c) for c in spec.get("choices") or []]:
+                fitting[name] = encoded
+        elif "low" in spec and "high" in spec and float(spec["low"]) <= float(value) <= float(spec["high"]):
+            fitting[name] = value
+    return fitting
 
 
 def _suggest(trial: optuna.Trial, family: str, name: str, spec: dict[str, Any]) -> Any:

@@ -66,6 +66,19 @@ def test_temperature_that_does_not_help_is_not_kept() -> None:
     assert "not kept" in result.reason
 
 
+def test_cross_fitting_decides_on_rows_the_temperature_was_not_fitted_on() -> None:
+    z, y = _sample(n=4000, seed=5)
+    folds = np.arange(len(y)) % 5
+    over = calibrate(y, expit(3 * z), n_bins=10, folds=folds)  # over-confident: T ~ 3 helps everywhere
+    assert over.kept and over.temperature == pytest.approx(3.0, rel=0.1)
+    assert "cross-fitted" in over.reason
+    # an already calibrated model: in-sample the fit always "improves" a little, cross-fitted it does not
+    well = calibrate(y, expit(z), n_bins=10, folds=folds, min_improvement=0.0)
+    in_sample_gain = well.before["log_loss"] - well.after["log_loss"]
+    assert in_sample_gain >= 0
+    assert not well.kept and well.temperature == 1.0
+
+
 def test_disabled() -> None:
     z, y = _sample(n=500)
     result = calibrate(y, expit(3 * z), n_bins=10, enabled=False)

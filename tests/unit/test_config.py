@@ -8,11 +8,12 @@ import pytest
 from components.config import Config, ConfigError, telco_config
 
 
-def test_defaults_reproduce_the_known_good_xgboost_grid() -> None:
+def test_defaults_keep_the_known_good_xgboost_grid_for_the_marketing_table() -> None:
     grid = Config().tune.grids["xgboost"]
     assert grid["n_estimators"] == [290, 300, 310]
     assert grid["gamma"] == [0.05, 0.1] and grid["reg_lambda"] == [2.5, 3.0]
-    assert Config().tune.strategy["xgboost"] == "grid"
+    assert Config().tune.strategy["xgboost"] == "auto"  # grid on the marketing table, else Optuna
+    assert "n_estimators" not in Config().tune.spaces["xgboost"]  # early stopping chooses it
     assert (Config().gate.min_roc_auc, Config().gate.min_f1) == (0.75, 0.60)
 
 
@@ -57,7 +58,9 @@ def test_overrides_parse_values_as_yaml() -> None:
         (["gate.min_roc_auc=1.5"], "gate.min_roc_auc"),
         (["tune.families=[xgboost, forest]"], "forest"),
         (["tune.strategy.xgboost=random"], "random"),
-        (["split.test_size=0.6", "split.valid_size=0.35"], "split.valid_size"),
+        (["split.test_size=0.6"], "split.test_size"),
+        (["split.valid_size=0.15"], "split.valid_size"),  # gone: CV folds replace the validation split
+        (["tune.time_budget_seconds=-1"], "tune.time_budget_seconds"),
         (["tune.cv_folds=1"], "tune.cv_folds"),
         (["calibration.enabled=maybe"], "calibration.enabled"),
     ],

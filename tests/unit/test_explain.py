@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from components import explain as E
 from components.config import DatasetSpec, ExplainConfig, FeatureConfig
 from components.features import fit_transformer
-from components.models import make_estimator, predict_logit, predict_proba
+from components.models import BlendModel, make_estimator, predict_logit, predict_proba
 
 
 def _data(rows: int = 300, features: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +97,18 @@ def test_permutation_shap_is_exact_on_a_linear_model(data, logreg_model) -> None
     exact, exact_base = E._linear_shap(logreg_model, X[:10], background)
     np.testing.assert_allclose(values, exact, atol=1e-10)
     assert base == pytest.approx(exact_base)
+
+
+def test_blend_shap_is_the_weighted_sum_of_member_shap_and_additive(data, xgb_model, logreg_model) -> None:
+    X, _ = data
+    blend = BlendModel({"xgboost": xgb_model, "logreg": logreg_model}, {"xgboost": 0.6, "logreg": 0.5}, 0.3)
+    background = X[100:200]
+    base, values = E.contributions(blend, "blend", X[:20], background)
+    np.testing.assert_allclose(values.sum(1) + base, predict_logit(blend, X[:20]), atol=1e-5)
+    xgb_base, xgb_values = E.contributions(xgb_model, "xgboost", X[:20], background)
+    lr_base, lr_values = E.contributions(logreg_model, "logreg", X[:20], background)
+    np.testing.assert_allclose(values, 0.6 * xgb_values + 0.5 * lr_values, atol=1e-12)
+    np.testing.assert_allclose(base, 0.3 + 0.6 * xgb_base + 0.5 * lr_base, atol=1e-12)
 
 
 def test_unknown_family_is_refused(data, logreg_model) -> None:

@@ -397,3 +397,27 @@ def test_unreadable_or_missing_file_is_a_bundle_error(tmp_path: Path) -> None:
         load_transformer(bad)
     with pytest.raises(BundleError, match="does not exist"):
         load_transformer(tmp_path / "absent.skops")
+
+
+def test_heavy_tailed_money_columns_are_log_scaled_and_flags_are_not() -> None:
+    rng = np.random.default_rng(0)
+    rows = 500
+    frame = pd.DataFrame(
+        {
+            "spend": rng.lognormal(3, 1.5, rows),  # skewness far above 2
+            "age": rng.normal(45, 10, rows),
+            "flag": rng.integers(0, 2, rows),
+            "y": rng.integers(0, 2, rows),
+        }
+    )
+    spec = DatasetSpec(target="y", id_columns=[], date_columns=[], drop_columns=[])
+    t = fit_transformer(frame, spec, FeatureConfig(derived="none"))
+    assert t.log_features == ["spend"]
+    X = t.transform(frame)
+    spend = X[:, t.feature_names.index("spend")]
+    expected = np.log1p(frame["spend"].to_numpy())
+    np.testing.assert_allclose(spend, (expected - expected.mean()) / expected.std(), atol=1e-9)
+    off = fit_transformer(frame, spec, FeatureConfig(derived="none", log_skewed=False))
+    assert off.log_features == []
+    one = t.transform({"spend": [-5.0], "age": [40.0], "flag": [1]})  # unseen negative: still finite
+    assert np.all(np.isfinite(one))

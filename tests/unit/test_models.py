@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from components.errors import BundleError
 from components.models import (
     FAMILIES,
+    BlendModel,
     SKOPS_FILE,
     load_model,
     make_estimator,
@@ -100,3 +101,26 @@ def test_json_shaped_params_are_normalised():
     assert xgb.n_estimators == 300 and isinstance(xgb.n_estimators, int)
     assert xgb.tree_method == "hist" and xgb.n_jobs == 1 and xgb.random_state == 3
     assert make_estimator("logreg", {}, seed=0).max_iter == 2000
+
+
+def test_blend_is_a_weighted_sum_of_member_log_odds_and_round_trips(data, fitted, tmp_path: Path):
+    X, _ = data
+    members = {"xgboost": fitted["xgboost"], "logreg": fitted["logreg"]}
+    blend = BlendModel(members, {"xgboost": 0.7, "logreg": 0.4}, intercept=-0.2)
+    expected = -0.2 + 0.7 * predict_logit(fitted["xgboost"], X) + 0.4 * predict_logit(fitted["logreg"], X)
+    np.testing.assert_allclose(predict_logit(blend, X), expected, rtol=1e-12)
+    np.testing.assert_allclose(predict_proba(blend, X), 1 / (1 + np.exp(-expected)), rtol=1e-12)
+    files = save_model(blend, "blend", tmp_path)
+    assert files == ["blend.json", "members/xgboost/model.ubj", "members/logreg/model.skops"]
+    loaded = load_model("blend", tmp_path)
+    assert loaded.weights == blend.weights and loaded.intercept == blend.intercept
+    np.testing.assert_array_equal(predict_proba(loaded, X), predict_proba(blend, X))
+
+
+def test_blend_file_naming_an_unknown_member_is_refused(data, fitted, tmp_path: Path):
+    save_model(BlendModel({"logreg": fitted["logreg"]}, {"logreg": 1.0}, 0.0), "blend", tmp_path)
+    (tmp_path / "blend.json").write_text('{"members": ["svm"], "weights": {"svm": 1}, "intercept": 0}')
+    with pytest.raises(BundleError, match="svm"):
+        load_model("blend", tmp_path)
+    with pytest.raises(ValueError, match="must match"):
+        BlendModel({"logreg": fitted["logreg"]}, {"mlp": 1.0}, 0.0)

@@ -23,8 +23,8 @@ def make_frame(rows: int = 1000, positive_share: float = 0.15) -> pd.DataFrame:
 
 
 def test_sizes_are_fractions_of_the_whole() -> None:
-    train, valid, test = split_frame(make_frame(), "y", SplitConfig(valid_size=0.15, test_size=0.2))
-    assert (len(train), len(valid), len(test)) == (650, 150, 200)
+    train, test = split_frame(make_frame(), "y", SplitConfig(test_size=0.2))
+    assert (len(train), len(test)) == (800, 200)
 
 
 def test_stratified_and_disjoint() -> None:
@@ -44,15 +44,15 @@ def test_same_seed_same_split_other_seed_other_split() -> None:
     other = split_frame(df, "y", SplitConfig(seed=2))
     for a, b in zip(first, again, strict=True):
         pd.testing.assert_frame_equal(a, b)
-    assert first[2]["ID"].tolist() != other[2]["ID"].tolist()
+    assert first[1]["ID"].tolist() != other[1]["ID"].tolist()
 
 
 def test_too_few_rows_of_a_class_names_split_and_counts() -> None:
-    df = make_frame(rows=100, positive_share=0.06)  # 6 positives: valid gets 1
+    df = make_frame(rows=100, positive_share=0.06)  # 6 positives: a 10% test split gets 1
     with pytest.raises(DataValidationError) as info:
-        split_frame(df, "y", SplitConfig(valid_size=0.1, test_size=0.2))
+        split_frame(df, "y", SplitConfig(test_size=0.1))
     message = str(info.value)
-    assert "'valid'" in message and "1: 1" in message
+    assert "'test'" in message and "1: 1" in message
 
 
 def test_class_too_small_to_stratify() -> None:

@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.metrics import roc_auc_score
 
 from components.config import TuneConfig
 from components.errors import DataValidationError
-from components.tune import tune_family
+from components.models import make_estimator
+from components.tune import family_budget, make_folds, resolve_strategy, tune_family
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +83,68 @@ def test_optuna_categorical_lists_are_decoded(data):
     assert json.loads(json.dumps(result.best_params)) == result.best_params
 
 
-def test_timeout_stops_early_but_keeps_a_trial(data):
+def test_budget_stops_early_but_keeps_a_trial(data):
     X, y = data
     space = {"C": {"type": "float", "low": 1e-3, "high": 10.0, "log": True}}
-    cfg = _cfg(
-        strategy={"logreg": "optuna"}, n_trials={"logreg": 50}, spaces={"logreg": space}, timeout_seconds=1e-9
-    )
+    cfg = _cfg(strategy={"logreg": "optuna"}, n_trials={"logreg": 50}, spaces={"logreg": space})
+    result = tune_family("logreg", X, y, cfg, budget_seconds=1e-9)
+    assert len(result.trials) == 1  # the budget is spent before the first trial ends: one is still run
+    assert result.stopped_by_budget and "time budget" in result.notes[0]
+    grid = _cfg(strategy={"logreg": "grid"}, grids={"logreg": {"C": [0.1, 1.0, 10.0]}})
+    assert len(tune_family("logreg", X, y, grid, budget_seconds=1e-9).trials) == 1
+    assert len(tune_family("logreg", X, y, grid, budget_seconds=None).trials) == 3
+
+
+def test_family_budget_shares_the_total_between_the_run_families():
+    cfg = TuneConfig(time_budget_seconds=100.0, budget_share={"xgboost": 3.0, "logreg": 1.0, "mlp": 1.0})
+    assert family_budget(cfg, "xgboost", ["xgboost", "logreg"]) == pytest.approx(75.0)
+    assert family_budget(cfg, "logreg", ["xgboost", "logreg", "mlp"]) == pytest.approx(20.0)
+    assert family_budget(TuneConfig(time_budget_seconds=None), "logreg", ["logreg"]) is None
+
+
+def test_out_of_fold_predictions_come_from_models_that_did_not_see_the_row(data):
+    X, y = data
+    cfg = _cfg(strategy={"logreg": "grid"}, grids={"logreg": {"C": [1.0]}})
     result = tune_family("logreg", X, y, cfg)
-    assert len(result.trials) == 1  # the timeout is hit before the first trial: one is still run
+    assert np.array_equal(result.folds, make_folds(y, 3, seed=7))
+    rows = result.folds == 0
+    model = make_estimator("logreg", {"C": 1.0}, seed=7).fit(X[~rows], y[~rows])
+    np.testing.assert_allclose(result.oof_logit[rows], model.decision_function(X[rows]), rtol=1e-6)
+    assert result.fold_scores[0] == pytest.approx(roc_auc_score(y[rows], result.oof_logit[rows]))
+    assert {"fold_1_roc_auc", "fold_2_roc_auc", "fold_3_roc_auc"} <= set(result.trials.columns)
+
+
+def test_folds_are_stratified_and_a_function_of_labels_and_seed(data):
+    _, y = data
+    folds = make_folds(y, 5, seed=3)
+    assert sorted(np.unique(folds)) == [0, 1, 2, 3, 4]
+    for k in range(5):
+        assert abs(y[folds == k].mean() - y.mean()) < 0.03
+    assert np.array_equal(folds, make_folds(y, 5, seed=3))
+    assert not np.array_equal(folds, make_folds(y, 5, seed=4))
+
+
+def test_xgboost_optuna_early_stops_at_one_tree_count_for_all_folds(data):
+    X, y = data
+    cfg = _cfg(n_trials={"xgboost": 2}, max_estimators=400, early_stopping_rounds=10)
+    result = tune_family("xgboost", X, y, cfg, marketing=False)
+    assert result.strategy == "optuna"
+    n_trees = result.best_params["n_estimators"]
+    assert 1 <= n_trees < 400  # stopped early, and the refit uses the count CV chose
+    first = result.trials.iloc[0]
+    assert first["learning_rate"] == 0.3 and first["max_depth"] == 6  # XGBoost defaults tried first
+    rows = result.folds == 1
+    model = make_estimator("xgboost", result.best_params, seed=7).fit(X[~rows], y[~rows])
+    np.testing.assert_allclose(
+        result.oof_logit[rows], model.predict(X[rows], output_margin=True), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_auto_strategy_uses_the_known_good_grid_only_on_the_marketing_table():
+    cfg = TuneConfig()
+    assert resolve_strategy("xgboost", cfg, marketing=True) == "grid"
+    assert resolve_strategy("xgboost", cfg, marketing=False) == "optuna"
+    assert resolve_strategy("logreg", cfg, marketing=True) == "optuna"
 
 
 def test_scores_high_on_learnable_and_chance_on_shuffled_labels(data):
@@ -104,6 +160,7 @@ def test_xgboost_grid_runs(data):
     grid = {"n_estimators": [20], "max_depth": [2, 3]}
     result = tune_family("xgboost", X, y, _cfg(strategy={"xgboost": "grid"}, grids={"xgboost": grid}))
     assert len(result.trials) == 2
+    assert result.best_params["n_estimators"] == 20  # the grid's own count: no early stopping
     assert result.best_score > 0.8
 
 
