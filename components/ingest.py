@@ -10,6 +10,7 @@ import csv
 import math
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,22 @@ from components.report import markdown_table
 
 CSV_SUFFIXES = (".csv", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# Also picked up as parts of a folder (UCI names its files adult.data); .txt is too often a README.
+TEXT_PART_SUFFIXES = (".data", ".dat")
+PART_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES + TEXT_PART_SUFFIXES
+PARQUET_MAGIC = b"PAR1"
+MISSING_VALUES = tuple(DatasetSpec().missing_values)  # for readers that get no spec (batch scoring)
+MISSING_MARKERS_ATTR = "missing_markers"  # frame.attrs key: {column: {marker: cells read as missing}}
 SEPARATORS = (",", "\t", ";")
 MAX_BAD_DATE_SHARE = 0.05  # more unparseable dates than this means a wrong format, not a few typos
 MAX_SCHEMA_CATEGORIES = 50
 LEAK_MIN_ROWS_PER_CLASS = 5  # fewer non-null rows of a class cannot show leakage, only chance
 LEAK_MAX_CATEGORIES = 50  # a near-unique text column maps "purely" to anything: not leakage
 _SAMPLE_BYTES = 64 * 1024
+_SAMPLE_LINES = 20
+_CONTROL_BYTES = bytes(sorted(set(range(32)) - {9, 10, 12, 13}))  # not tab, newline, form feed, CR
+_BOOL_TEXTS = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
+_BINARY_HINT = " (an Excel, zip, gzip or UTF-16 file?); save it as UTF-8 CSV or Parquet"
 
 
 @dataclass
@@ -52,23 +63,26 @@ class Validated:
 def read_table(
     uri: str, spec: DatasetSpec | None = None, *, client: Any = None
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Read a CSV/Parquet file, a folder of part files or a ``gs://`` object or prefix.
+    """Read a delimited text/Parquet file, a folder of part files or a ``gs://`` object or prefix.
 
     Returns the frame and the names of the files it came from (gs:// URIs for GCS input).
-    ``spec`` gives column names for header-less files and the texts read as missing.
+    ``spec`` gives column names for header-less files and the texts read as missing (None: the
+    defaults of ``DatasetSpec``); how many cells each marker emptied is in
+    ``frame.attrs[MISSING_MARKERS_ATTR]`` for the data report.
     ``client`` is an optional ``google.cloud.storage.Client`` (injected by tests).
     """
+    spec = spec or DatasetSpec()
     if uri.startswith("gs://"):
-        return _read_gcs(uri, client)
+        return _read_gcs(uri, spec, client)
     path = Path(uri).expanduser()
     if not path.exists():
         raise DataValidationError(f"input {uri} does not exist")
     if path.is_dir():
-        return _read_folder(path)
-    return _read_file(path), [str(path)]
+        return _read_folder(path, spec)
+    return _read_file(path, spec), [str(path)]
 
 
-def _read_folder(folder: Path) -> tuple[pd.DataFrame, list[str]]:
+def _read_folder(folder: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, list[str]]:
     """Concatenate part files in natural name order (p2 before p10); their columns must agree."""
     parts = sorted(
         (p for p in folder.iterdir() if p.is_file() and _is_data_file(p)),
@@ -77,16 +91,26 @@ def _read_folder(folder: Path) -> tuple[pd.DataFrame, list[str]]:
     if not parts:
         found = sorted(p.name for p in folder.iterdir())[:10]
         raise DataValidationError(
-            f"folder {folder} holds no data files (.csv, .tsv, .parquet); found: {found or 'nothing'}"
+            f"folder {folder} holds no data files ({', '.join(PART_SUFFIXES)}); found: {found or 'nothing'}"
         )
-    frames = [_read_file(p) for p in parts]
+    frames = [_read_file(p, spec) for p in parts]
     first_columns = list(frames[0].columns)
     for part, frame in zip(parts[1:], frames[1:], strict=True):
         _check_same_columns(parts[0], first_columns, part, list(frame.columns))
     if len(frames) == 1:
         return frames[0], [str(parts[0])]
     merged = pd.concat([f[first_columns] for f in frames], ignore_index=True)
+    merged.attrs[MISSING_MARKERS_ATTR] = _sum_markers(frames)  # concat drops attrs that differ
     return merged, [str(p) for p in parts]
+
+
+def _sum_markers(frames: Sequence[pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """The report counts markers over the whole table, whichever part held them."""
+    total: dict[str, Counter[str]] = {}
+    for frame in frames:
+        for column, counts in frame.attrs.get(MISSING_MARKERS_ATTR, {}).items():
+            total.setdefault(column, Counter()).update(counts)
+    return {column: dict(counts) for column, counts in total.items()}
 
 
 def _check_same_columns(first: Path, expected: list[str], part: Path, columns: list[str]) -> None:
@@ -101,8 +125,9 @@ def _check_same_columns(first: Path, expected: list[str], part: Path, columns: l
 
 
 def _is_data_file(path: Path) -> bool:
+    """Folder parts go by name (a folder also holds READMEs and _SUCCESS); a named file by content."""
     name = path.name.lower()
-    return not name.startswith((".", "_")) and name.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+    return not name.startswith((".", "_")) and name.endswith(PART_SUFFIXES)
 
 
 def _natural_key(name: str) -> tuple[Any, ...]:
@@ -111,19 +136,24 @@ def _natural_key(name: str) -> tuple[Any, ...]:
     return (*[int(t) if i % 2 else t for i, t in enumerate(pieces)], name)
 
 
-def _read_file(path: Path) -> pd.DataFrame:
-    name = path.name.lower()
-    if not name.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
-        raise DataValidationError(
-            f"file {path} has an unsupported extension {path.suffix!r}; "
-            f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
-        )
+def _read_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
+    """Parquet by extension or magic bytes; anything else is read if its content is delimited text."""
     if path.stat().st_size == 0:
         raise DataValidationError(f"file {path} is empty (0 bytes)")
-    frame = _read_parquet(path) if name.endswith(PARQUET_SUFFIXES) else _read_csv(path)
+    head = _head(path)
+    if path.name.lower().endswith(PARQUET_SUFFIXES) or head.startswith(PARQUET_MAGIC):
+        frame = _read_parquet(path)
+    else:
+        frame = _read_csv(path, head, spec)
     if frame.empty:
         raise DataValidationError(f"file {path} has no rows (columns: {list(frame.columns)})")
     return frame
+
+
+def _head(path: Path) -> bytes:
+    """The first bytes only: sniffing a 1 GB file must not read it all into memory."""
+    with path.open("rb") as handle:
+        return handle.read(_SAMPLE_BYTES)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -134,31 +164,131 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataValidationError(f"file {path} is not a readable Parquet file: {exc}") from exc
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Read with a sniffed separator; keep the raw header so duplicate names survive to validate."""
-    encoding = detect_encoding(path)
-    sample = path.read_bytes()[:_SAMPLE_BYTES].decode(encoding, errors="replace")
-    sep = sniff_separator(sample)
+def _read_csv(path: Path, head: bytes, spec: DatasetSpec) -> pd.DataFrame:
+    """Read delimited text once, as text cells, then count and blank the spec's missing markers.
+
+    ``skipinitialspace`` drops the space after separators (UCI's ``39, State-gov``); reading
+    without NA detection lets the report say which marker emptied which cells.
+    """
+    encoding, sep, lines, widths = _inspect_text(path, head)
+    first_row = [cell.strip() for cell in next(csv.reader(lines[:1], delimiter=sep, skipinitialspace=True))]
+    names = [name.strip() for name in spec.column_names]
+    if names:
+        _check_field_count(path, names, widths)
+    frame = _parse_delimited(path, sep, encoding, names, has_header=not names or first_row == names)
+    frame.columns = _column_names(frame, names or first_row)
+    frame.attrs[MISSING_MARKERS_ATTR] = _blank_markers(frame, {"", *spec.missing_values})
+    return frame
+
+
+def _inspect_text(path: Path, head: bytes) -> tuple[str, str, list[str], list[int]]:
+    """Encoding, separator, first lines and their field counts; refuses what is not delimited text.
+
+    A .csv/.tsv may be ragged (pandas then names the bad line); other names must split cleanly.
+    """
+    truncated = path.stat().st_size > len(head)
+    encoding = _encoding_of(head, truncated)
+    if _looks_binary(head):
+        raise DataValidationError(
+            f"file {path} {_extension_words(path)}is binary, not delimited text{_BINARY_HINT}"
+        )
+    lines = _sample_lines(head.decode(encoding, errors="replace"), truncated)
+    if not lines:
+        raise DataValidationError(f"file {path} is empty (no header)")
+    sep, widths = _sniff(lines)
+    if not path.name.lower().endswith(CSV_SUFFIXES) and not _consistent(widths):
+        raise DataValidationError(_not_delimited_message(path, sep, widths))
+    return encoding, sep, lines, widths
+
+
+def _parse_delimited(path: Path, sep: str, encoding: str, names: list[str], has_header: bool) -> pd.DataFrame:
+    """All cells as pandas types them without NA detection; parse errors name the file."""
     try:
-        frame = pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False)
+        return pd.read_csv(
+            path,
+            sep=sep,
+            encoding=encoding,
+            header=0 if has_header else None,
+            names=names or None,
+            index_col=False,  # more fields than names must be an error, not an implicit index
+            skipinitialspace=True,
+            keep_default_na=False,
+            na_filter=False,  # markers are counted and blanked afterwards
+            low_memory=False,
+        )
     except pd.errors.EmptyDataError as exc:
         raise DataValidationError(f"file {path} is empty (no header)") from exc
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataValidationError(f"file {path} is not a readable CSV file: {exc}") from exc
-    header = next(csv.reader(sample.splitlines()[:1], delimiter=sep), [])
+
+
+def _column_names(frame: pd.DataFrame, header: list[str]) -> list[str]:
+    """Names without surrounding spaces; the raw header when pandas renamed duplicates to X.1."""
     if len(header) == frame.shape[1] and len(set(header)) < len(header):
-        frame.columns = header  # pandas renamed duplicates to X.1; restore them
-    return frame
+        return header
+    return [str(c).strip() for c in frame.columns]
+
+
+def _check_field_count(path: Path, names: list[str], widths: list[int]) -> None:
+    """Checked on the sample: pandas would pad short rows or shift long ones into an index."""
+    wrong = [w for w in widths if w != len(names)]
+    if wrong:
+        raise DataValidationError(
+            f"file {path} has {wrong[0]} fields per row but dataset.column_names lists {len(names)} "
+            "name(s); give one name per field"
+        )
+
+
+def _blank_markers(frame: pd.DataFrame, markers: set[str]) -> dict[str, dict[str, int]]:
+    """Set marker cells to missing in place, re-typing the column; returns the count per marker.
+
+    Only text columns can hold a marker: pandas already typed the others without one.
+    """
+    counts: dict[str, Counter[str]] = {}
+    for i in range(frame.shape[1]):  # by position: duplicate names must survive to validate
+        values = frame.iloc[:, i]
+        if values.dtype != object:
+            continue
+        hits = values.isin(markers)
+        if not hits.any():
+            continue
+        found = values[hits].value_counts()
+        counts.setdefault(str(frame.columns[i]), Counter()).update({str(k): int(n) for k, n in found.items()})
+        frame.isetitem(i, _retype(values.mask(hits)))
+    return {column: dict(found) for column, found in counts.items()}
+
+
+def _retype(values: pd.Series) -> pd.Series:
+    """What pandas would have inferred had the markers been missing: numbers, booleans or text."""
+    try:
+        return pd.to_numeric(values)
+    except (ValueError, TypeError):
+        pass
+    present = values.dropna()
+    if len(present) and present.iloc[0] in _BOOL_TEXTS and present.isin(list(_BOOL_TEXTS)).all():
+        return values.map(_BOOL_TEXTS)
+    return values
 
 
 def detect_encoding(path: Path) -> str:
     """UTF-8 (with or without BOM) unless the bytes say otherwise; then Latin-1, which never fails."""
+    return _encoding_of(_head(path), path.stat().st_size > _SAMPLE_BYTES)
+
+
+def _encoding_of(head: bytes, truncated: bool) -> str:
+    """UTF-8 unless the bytes fail to decode before the (possibly cut) end of the sample."""
     try:
-        path.read_bytes()[:_SAMPLE_BYTES].decode("utf-8-sig")
+        head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if exc.start < _SAMPLE_BYTES - 4:  # not just a character cut at the sample's end
+        if not truncated or exc.start < len(head) - 4:  # not just a character cut at the sample's end
             return "latin-1"
     return "utf-8-sig"
+
+
+def _looks_binary(head: bytes) -> bool:
+    """NUL bytes or more than 1% control characters: no delimited text file looks like that."""
+    control = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    return b"\x00" in head or control * 100 > len(head)
 
 
 def sniff_separator(sample: str) -> str:
@@ -167,21 +297,52 @@ def sniff_separator(sample: str) -> str:
     csv.Sniffer guesses wrong on short or quoted samples; counting fields per candidate is enough
     for the three separators we accept.
     """
-    lines = [line for line in sample.splitlines()[:20] if line.strip()]
-    if len(sample) >= _SAMPLE_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # the last line may be cut by the sample
-    best, best_score = ",", (False, 1)
-    for sep in SEPARATORS:
-        widths = [len(row) for row in csv.reader(lines, delimiter=sep)]
-        if not widths:
-            continue
-        score = (len(set(widths)) == 1 and widths[0] > 1, widths[0])
-        if score > best_score:
-            best, best_score = sep, score
-    return best
+    return _sniff(_sample_lines(sample, len(sample) >= _SAMPLE_BYTES))[0]
 
 
-def _read_gcs(uri: str, client: Any) -> tuple[pd.DataFrame, list[str]]:
+def _sample_lines(sample: str, truncated: bool) -> list[str]:
+    """The first non-blank lines; a truncated sample's last line may be cut, so it is left out."""
+    lines = sample.splitlines()
+    if truncated and len(lines) > 1:
+        lines = lines[:-1]
+    return [line for line in lines if line.strip()][:_SAMPLE_LINES]
+
+
+def _sniff(lines: list[str]) -> tuple[str, list[int]]:
+    """The best separator and the field count of each line with it (ties: the first of SEPARATORS)."""
+    widths = {
+        sep: [len(row) for row in csv.reader(lines, delimiter=sep, skipinitialspace=True)]
+        for sep in SEPARATORS
+    }
+    best = max(SEPARATORS, key=lambda sep: (_consistent(widths[sep]), widths[sep][0] if widths[sep] else 0))
+    return best, widths[best]
+
+
+def _consistent(widths: list[int]) -> bool:
+    return bool(widths) and len(set(widths)) == 1 and widths[0] > 1
+
+
+def _extension_words(path: Path) -> str:
+    """'' for .csv/.tsv; otherwise what is unusual about the name, to start an error message."""
+    if path.name.lower().endswith(CSV_SUFFIXES):
+        return ""
+    return f"has an unsupported extension {path.suffix!r} and " if path.suffix else "has no extension and "
+
+
+def _not_delimited_message(path: Path, sep: str, widths: list[int]) -> str:
+    split = (
+        "its lines hold a single field each"
+        if set(widths) == {1}
+        else f"its first {len(widths)} lines split into {sorted(set(widths))} fields on {sep!r}"
+    )
+    return (
+        f"file {path} {_extension_words(path)}does not read as delimited text: {split}; "
+        f"use {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or any text file whose rows have the same "
+        "number of ',', tab or ';' separated fields"
+    )
+
+
+def _read_gcs(uri: str, spec: DatasetSpec, client: Any) -> tuple[pd.DataFrame, list[str]]:
     """Download the object (or every data object directly under the prefix) and read it locally."""
     bucket_name, _, name = uri[len("gs://") :].partition("/")
     if not bucket_name:
@@ -206,7 +367,7 @@ def _read_gcs(uri: str, client: Any) -> tuple[pd.DataFrame, list[str]]:
         local = str(Path(tmp) / Path(name).name) if exact else tmp
         remote = f"gs://{bucket_name}/{name}" if exact else f"gs://{bucket_name}/{folder}".rstrip("/")
         try:
-            frame, files = read_table(local)
+            frame, files = read_table(local, spec)
         except DataValidationError as exc:
             raise DataValidationError(str(exc).replace(local, remote)) from exc
     sources = [f"gs://{bucket_name}/{folder}{Path(f).name}" for f in files] if not exact else [uri]
@@ -222,9 +383,11 @@ def validate(df: pd.DataFrame, spec: DatasetSpec, source: str) -> Validated:
     Order matters: structural problems (names, missing columns) first, then the target, then the
     features, so the first error is the most fundamental one.
     """
-    _check_duplicate_columns(df, source)
+    markers = df.attrs.get(MISSING_MARKERS_ATTR, {})
+    _check_duplicate_columns(df, spec, source)
     _check_spec_columns(df, spec, source)
     frame = df.drop(columns=spec.drop_columns)
+    frame.attrs.pop(MISSING_MARKERS_ATTR, None)  # told in the report; later stages need not carry it
     dropped = {c: "dropped by the dataset spec" for c in spec.drop_columns}
     frame, null_target_rows = _map_target(frame, spec, source)
     _check_class_counts(frame[spec.target], spec, source)
@@ -233,14 +396,15 @@ def validate(df: pd.DataFrame, spec: DatasetSpec, source: str) -> Validated:
     _check_leakage(frame, spec, source)
     frame = frame.reset_index(drop=True)
     schema = infer_schema(frame, spec)
-    report = _report(frame, spec, source, dropped, null_target_rows, date_notes)
+    report = _report(frame, spec, source, dropped, null_target_rows, date_notes, markers)
     return Validated(frame=frame, report_markdown=report, schema=schema, dropped=dropped)
 
 
-def _check_duplicate_columns(df: pd.DataFrame, source: str) -> None:
+def _check_duplicate_columns(df: pd.DataFrame, spec: DatasetSpec, source: str) -> None:
     duplicated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
     if duplicated:
-        raise DataValidationError(f"{source}: duplicate column name(s) {duplicated}; rename them")
+        hint = _headerless_hint([str(c) for c in df.columns], spec)
+        raise DataValidationError(f"{source}: duplicate column name(s) {duplicated}; rename them{hint}")
 
 
 def _check_spec_columns(df: pd.DataFrame, spec: DatasetSpec, source: str) -> None:
@@ -249,6 +413,7 @@ def _check_spec_columns(df: pd.DataFrame, spec: DatasetSpec, source: str) -> Non
     if spec.target not in columns:
         raise DataValidationError(
             f"{source}: target column {spec.target!r} not found; available columns: {columns}"
+            + _headerless_hint(columns, spec)
         )
     for role, names in (
         ("id_columns", spec.id_columns),
@@ -263,6 +428,27 @@ def _check_spec_columns(df: pd.DataFrame, spec: DatasetSpec, source: str) -> Non
             )
         if spec.target in names:
             raise DataValidationError(f"{source}: target column {spec.target!r} is also in dataset.{role}")
+
+
+def _headerless_hint(columns: list[str], spec: DatasetSpec) -> str:
+    """A header of numbers, or holding the positive label, is a data row: say how to name columns."""
+    if spec.column_names or not columns:
+        return ""
+    numbers = sum(_is_number(c) for c in columns)
+    if numbers * 3 < len(columns) and label_key(spec.positive_label) not in {label_key(c) for c in columns}:
+        return ""
+    return (
+        "; the first row looks like data, not a header: if the file has no header row, "
+        "name its columns with dataset.column_names"
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def label_key(value: Any) -> str:
@@ -460,6 +646,7 @@ def _report(
     dropped: dict[str, str],
     null_target_rows: int,
     date_notes: Sequence[str],
+    markers: dict[str, dict[str, int]],
 ) -> str:
     """Markdown data report: what was read, what the columns look like, what was removed and why."""
     y = frame[spec.target]
@@ -506,11 +693,28 @@ def _report(
             markdown_table(columns),
             "## Dropped",
             markdown_table(removed, ["what", "reason"]),
+            "## Read as missing",
+            _marker_lines([str(c) for c in frame.columns], markers),
             "## Notes",
             "\n".join(f"- {note}" for note in notes) if notes else "_(none)_",
             "",
         ]
     )
+
+
+def _marker_lines(columns: list[str], markers: dict[str, dict[str, int]]) -> str:
+    """Which texts became missing where, so a '?' or 'NULL' turned into NaN is never a surprise."""
+    lines = []
+    for column in (c for c in columns if markers.get(c)):
+        counts = sorted(markers[column].items(), key=lambda item: (-item[1], item[0]))
+        cells = [_cells(marker, n) for marker, n in counts]
+        lines.append(f"- `{column}`: {', '.join(cells)} read as missing")
+    return "\n".join(lines) + "\n" if lines else "_(none)_\n"
+
+
+def _cells(marker: str, n: int) -> str:
+    plural = "s" if n != 1 else ""
+    return f"{n:,} empty cell{plural}" if marker == "" else f"{n:,} cell{plural} `{marker}`"
 
 
 def _duplicate_id_notes(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:

@@ -146,6 +146,26 @@ def test_fast_readers_agree_with_ingest(champion: S.Champion, tmp_path: Path) ->
         np.testing.assert_allclose(a["calibrated_probability"], b["calibrated_probability"], atol=1e-12)
 
 
+def test_batch_in_the_published_format_scores_like_a_clean_one(champion: S.Champion, tmp_path: Path) -> None:
+    """'?' for missing and ', ' separators (UCI style): the same markers and spacing as training ingest."""
+    raw = generate_marketing(rows=150, seed=5)
+    assert raw["Income"].isna().sum() == 2
+    clean = score_file(champion, batch_file(tmp_path, raw, "clean.parquet"), tmp_path / "clean").predictions
+    marked = tmp_path / "marked.csv"
+    marked.write_text(raw.to_csv(index=False, na_rep="?"))
+    fast = S._read_csv_columns(marked, S.needed_columns(champion.bundle))
+    assert fast is not None and fast["Income"].isna().sum() == 2  # the Arrow path reads '?' as missing
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text(raw.to_csv(index=False, na_rep="?").replace(",", ", "))
+    assert S._read_csv_columns(spaced, None) is None  # Arrow cannot skip the space: ingest reads it
+    for path in (marked, spaced):
+        scored = score_file(champion, str(path), tmp_path / f"out-{path.stem}").predictions
+        np.testing.assert_allclose(
+            scored["calibrated_probability"], clean["calibrated_probability"], rtol=0, atol=1e-12
+        )
+        assert scored["id"].tolist() == raw["ID"].tolist()
+
+
 def test_extra_columns_are_ignored_and_unknown_categories_tolerated(
     champion: S.Champion, tmp_path: Path
 ) -> None:
