@@ -15,7 +15,7 @@ from components.calibrate import apply_temperature
 from components.config import Config, DatasetSpec, FeatureConfig
 from components.errors import BundleError
 from components.features import fit_transformer
-from components.models import make_estimator
+from components.models import BlendModel, make_estimator
 
 SPEC = DatasetSpec(name="tiny", target="y", id_columns=["id"], date_columns=[], drop_columns=[])
 PARAMS = {
@@ -42,10 +42,18 @@ def tiny_frame(rows: int = 240, seed: int = 0) -> pd.DataFrame:
 def make_bundle(family: str = "logreg", temperature: float = 1.7) -> tuple[B.ModelBundle, pd.DataFrame]:
     frame = tiny_frame()
     transformer = fit_transformer(frame, SPEC, FeatureConfig(derived="none"))
-    model = make_estimator(family, PARAMS[family], seed=0)
+    X, y = transformer.transform(frame), frame["y"].to_numpy()
+    members = [family] if family != "blend" else ["xgboost", "logreg", "mlp"]
+    fitted = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small MLP: convergence warning
-        model.fit(transformer.transform(frame), frame["y"].to_numpy())
+        for member in members:
+            fitted[member] = make_estimator(member, PARAMS[member], seed=0).fit(X, y)
+    model = (
+        fitted[family]
+        if family != "blend"
+        else BlendModel(fitted, {"xgboost": 0.5, "logreg": 0.3, "mlp": 0.2}, intercept=0.1)
+    )
     bundle = B.ModelBundle(
         transformer=transformer,
         model=model,
@@ -54,7 +62,7 @@ def make_bundle(family: str = "logreg", temperature: float = 1.7) -> tuple[B.Mod
         temperature=temperature,
         input_schema={"target": "y", "features": [{"name": "a", "type": "number"}]},
         metrics={"roc_auc": 0.9, "f1": 0.7, "ece": float("nan")},
-        params=PARAMS[family],
+        params=PARAMS.get(family, {}),
         data_fingerprint=B.data_fingerprint(frame),
         code_version="test",
         extra={"importance": {"a": 1.0}},
@@ -70,7 +78,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, B.ModelBundle
     return directory, bundle, frame
 
 
-@pytest.mark.parametrize("family", ["xgboost", "logreg", "mlp"])
+@pytest.mark.parametrize("family", ["xgboost", "logreg", "mlp", "blend"])
 def test_round_trip_predicts_identically(family: str, tmp_path: Path) -> None:
     bundle, frame = make_bundle(family)
     B.save_bundle(bundle, tmp_path / "bundle")
@@ -88,6 +96,24 @@ def test_round_trip_predicts_identically(family: str, tmp_path: Path) -> None:
     assert loaded.metrics["ece"] is None  # NaN is not valid JSON: stored as null
     assert loaded.library_versions["sklearn"] and "python" in loaded.library_versions
     assert loaded.data_fingerprint == bundle.data_fingerprint
+
+
+def test_blend_bundle_is_served_and_explained_additively(tmp_path: Path) -> None:
+    from components.serving import ServeSettings, load_model
+
+    bundle, frame = make_bundle("blend", temperature=1.0)
+    bundle.reference = frame
+    B.save_bundle(bundle, tmp_path / "bundle")
+    manifest = json.loads((tmp_path / "bundle" / B.MANIFEST_FILE).read_text())
+    assert {"blend.json", "members/xgboost/model.ubj", "members/mlp/model.skops"} <= set(manifest["files"])
+    loaded = load_model(tmp_path / "bundle", ServeSettings())
+    rows = frame.drop(columns=["y"]).head(5)
+    scored = loaded.score({c: rows[c].tolist() for c in bundle.input_columns})
+    np.testing.assert_allclose(scored.probability, bundle.predict(rows)[0], rtol=1e-12)
+    explained = loaded.explain(scored.features, top_k=100)
+    logit = np.log(scored.probability / (1 - scored.probability))
+    for item, expected in zip(explained, logit, strict=True):
+        assert item["base_value"] + sum(item["contributions"].values()) == pytest.approx(expected, abs=1e-5)
 
 
 def test_predict_one_json_shaped_row(saved) -> None:
