@@ -96,6 +96,7 @@ def _default_spaces() -> dict[str, dict[str, dict[str, Any]]]:
             "hidden_layer_sizes": {"type": "categorical", "choices": [[16], [32], [64], [64, 32]]},
             "alpha": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
             "learning_rate_init": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "max_iter": {"type": "int", "low": 20, "high": 120, "log": True},  # epochs
         },
     }
 
@@ -127,7 +128,7 @@ def _default_start_points() -> dict[str, list[dict[str, Any]]]:
             },
         ],
         "logreg": [{"C": 1.0}],
-        "mlp": [{"hidden_layer_sizes": [64], "alpha": 1e-3, "learning_rate_init": 1e-3}],
+        "mlp": [{"hidden_layer_sizes": [64], "alpha": 1e-3, "learning_rate_init": 1e-3, "max_iter": 50}],
     }
 
 

@@ -24,6 +24,8 @@ def build_summary(
         "metrics": {
             "test": evaluation["test"],
             "families": evaluation["families"],
+            "cv": evaluation.get("cv", {}),
+            "threshold_stability": evaluation.get("threshold_stability"),
             "confusion_matrix": evaluation["confusion_matrix"],
         },
         "tuning": {

@@ -13,7 +13,11 @@ import pandas as pd
 import pytest
 
 FAST_OVERRIDES = [
-    "tune.cv_folds=2",
+    "tune.cv_folds=3",
+    # 700 rows leave a 140-row test split with ~20 responders: F1 there moves by +-0.05 between
+    # seeds (the gate report's threshold-stability notes say so), so these runs, which test the
+    # pipeline's mechanics, ask for 0.5; the gate's own logic is tested with shuffled labels.
+    "gate.min_f1=0.5",
     "tune.grids.xgboost={n_estimators: [150], max_depth: [3, 4], learning_rate: [0.05]}",
     "tune.n_trials.logreg=3",
     "tune.n_trials.mlp=2",

@@ -65,7 +65,10 @@ def test_first_model_is_deployed_with_all_artifacts(
     assert summary["deployment"]["deployed"] is True
     assert summary["deployment"]["version"] == "v0001"
     assert summary["deployment"]["previous_champion"] is None
-    assert set(summary["metrics"]["families"]) == {"xgboost", "logreg", "mlp"}
+    assert set(summary["metrics"]["families"]) == {"xgboost", "logreg", "mlp", "blend"}
+    assert set(summary["metrics"]["cv"]) == {"xgboost", "logreg", "mlp", "blend"}
+    champion_cv = summary["metrics"]["cv"][summary["champion"]]["cv_roc_auc"]
+    assert champion_cv == max(entry["cv_roc_auc"] for entry in summary["metrics"]["cv"].values())
     assert summary["champion"] in summary["metrics"]["families"]
     assert summary["metrics"]["test"]["roc_auc"] >= 0.75
     for stage in (
@@ -104,7 +107,9 @@ def test_first_model_is_deployed_with_all_artifacts(
     assert "<img" in shap_page and "true positive" in shap_page.lower()
     assert "<img" in (run_root / "calibrate" / "reliability").read_text()
     gate_md = next(run_root.glob("gate/gate_report")).read_text()
-    assert "PASSED" in gate_md and "0.75" in gate_md
+    assert "PASSED" in gate_md and "0.75" in gate_md and "Threshold stability" in gate_md
+    oof = pd.read_parquet(run_root / "train" / "models" / "oof.parquet")
+    assert len(oof) == summary["dataset"]["rows"] - len(test)  # every development row, out of fold
     importances = summary["top_features"]
     assert importances and all(not name.startswith("num__") for name in importances)
 

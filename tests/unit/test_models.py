@@ -14,8 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from components.errors import BundleError
 from components.models import (
     FAMILIES,
-    BlendModel,
     SKOPS_FILE,
+    BlendModel,
     load_model,
     make_estimator,
     predict_logit,
@@ -96,7 +96,7 @@ def test_unknown_param_is_named():
 def test_json_shaped_params_are_normalised():
     mlp = make_estimator("mlp", {"hidden_layer_sizes": [64, 32]}, seed=3)
     assert mlp.hidden_layer_sizes == (64, 32)
-    assert mlp.random_state == 3 and mlp.early_stopping
+    assert mlp.random_state == 3 and not mlp.early_stopping and mlp.max_iter == 50  # tuned epochs
     xgb = make_estimator("xgboost", {"n_estimators": 300.0, "learning_rate": 0.1}, seed=3)
     assert xgb.n_estimators == 300 and isinstance(xgb.n_estimators, int)
     assert xgb.tree_method == "hist" and xgb.n_jobs == 1 and xgb.random_state == 3

@@ -80,7 +80,9 @@ def test_collect_tuned_refuses_results_on_other_folds(tuned):
     assert list(got) == ["logreg"] and np.array_equal(got_folds, folds)
     other = make_folds(y, 4, seed=1).tolist()
     with pytest.raises(ValueError, match="same folds"):
-        collect_tuned([{**record, "folds": folds.tolist()}, {**record, "family": "mlp", "folds": other}], len(y))
+        collect_tuned(
+            [{**record, "folds": folds.tolist()}, {**record, "family": "mlp", "folds": other}], len(y)
+        )
     with pytest.raises(ValueError, match="601 development rows"):
         collect_tuned([{**record, "folds": folds.tolist()}], 601)
 
@@ -102,7 +104,9 @@ def test_champion_tie_on_roc_auc_goes_to_pr_auc():
 def test_champion_full_tie_goes_to_the_simplest_blend_last():
     cands = [_candidate("blend", 0.85, 0.5), _candidate("mlp", 0.85, 0.5), _candidate("logreg", 0.85, 0.5)]
     assert select_champion(cands).family == "logreg"
-    assert select_champion([_candidate("blend", 0.86, 0.5), _candidate("logreg", 0.85, 0.5)]).family == "blend"
+    assert (
+        select_champion([_candidate("blend", 0.86, 0.5), _candidate("logreg", 0.85, 0.5)]).family == "blend"
+    )
     with pytest.raises(ValueError, match="no candidates"):
         select_champion([])
 
