@@ -151,3 +151,16 @@ def test_best_f1_threshold_degenerate_inputs():
         best_f1_threshold(np.array([0, 1]), np.array([0.1, 0.2, 0.3]))
     with pytest.raises(ValueError, match="NaN"):
         best_f1_threshold(np.array([0, 1]), np.array([0.1, np.nan]))
+
+
+def test_a_blend_member_that_adds_nothing_is_dropped(tuned):
+    _, y, folds, records = tuned
+    rng = np.random.default_rng(1)
+    # a third member that is the logreg's log-odds plus tiny noise: no information of its own
+    noisy = records["logreg"]["oof_logit"] + 1e-3 * rng.normal(size=len(y))
+    with_copy = {**records, "mlp": {"params": {}, "oof_logit": noisy}}
+    blend = build_candidates(with_copy, y, folds)[-1]
+    assert blend.family == "blend"
+    assert len(blend.weights) == 2 and "xgboost" in blend.weights
+    full = build_candidates(records, y, folds)[-1]
+    assert blend.cv_roc_auc >= full.cv_roc_auc - 1e-4
