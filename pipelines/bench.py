@@ -37,7 +37,7 @@ def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
     return 0
 
 
-def _train_locally(
+def train_locally(
     config: Config, data_uri: str, workdir: Path, name: str
 ) -> tuple[dict[str, Any], float, Path]:
     from pipelines.cli import code_version, new_run_name
@@ -62,7 +62,7 @@ def bench_default_run(workdir: Path) -> dict[str, Any]:
     from components.data import ensure_default_data
 
     data_dir = ensure_default_data(workdir / "data" / "marketing-2240")
-    summary, seconds, _ = _train_locally(Config(), str(data_dir.resolve()), workdir, "default")
+    summary, seconds, _ = train_locally(Config(), str(data_dir.resolve()), workdir, "default")
     stages = {k: v for k, v in summary["stage_seconds"].items() if v is not None}
     print(
         f"default run: {seconds:.1f}s wall (target <= 60 s); champion {summary['champion']}, "
@@ -85,7 +85,7 @@ def bench_telco(workdir: Path) -> dict[str, Any]:
     data_path.parent.mkdir(parents=True, exist_ok=True)
     load_telco().to_parquet(data_path, index=False)
     config = telco_config()
-    summary, seconds, run_dir = _train_locally(config, str(data_path), workdir, "telco")
+    summary, seconds, run_dir = train_locally(config, str(data_path), workdir, "telco")
     split_dir = next((run_dir / "artifacts").glob("*/split"))
     baseline = hgb_baseline_auc(split_dir, config.dataset.target)
     champion = summary["metrics"]["test"]["roc_auc"]
@@ -109,7 +109,7 @@ def hgb_baseline_auc(split_dir: Path, target: str) -> float:
     train = pd.read_parquet(split_dir / "train")
     test = pd.read_parquet(split_dir / "test")
     features = [c for c in train.columns if c != target]
-    X_train, X_test = _as_categories(train[features]), _as_categories(test[features], train[features])
+    X_train, X_test = as_categories(train[features]), as_categories(test[features], train[features])
     start = time.perf_counter()
     model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
     model.fit(X_train, train[target])
@@ -117,7 +117,7 @@ def hgb_baseline_auc(split_dir: Path, target: str) -> float:
     return float(roc_auc_score(test[target], model.predict_proba(X_test)[:, 1]))
 
 
-def _as_categories(frame: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+def as_categories(frame: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
     reference = frame if reference is None else reference
     out = frame.copy()
     for column in out.columns:
