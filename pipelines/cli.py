@@ -217,11 +217,15 @@ def format_summary(summary: dict[str, Any], seconds: float, path: Path) -> str:
     test = summary["metrics"]["test"]
     lines = ["", f"champion: {summary['champion']}   (wall time {seconds:.1f}s)", ""]
     names = ["roc_auc", "pr_auc", "f1", "precision", "recall", "brier"]
-    lines.append("  family     " + "".join(f"{n:>11}" for n in names))
-    lines.append("  " + "-" * (11 + 11 * len(names)))
+    cv = summary["metrics"].get("cv", {})
+    lines.append("  cv roc_auc: mean fold ROC-AUC on the development split (it chose); the others: test")
+    lines.append("  family     " + f"{'cv roc_auc':>11}" + "".join(f"{n:>11}" for n in names))
+    lines.append("  " + "-" * (22 + 11 * len(names)))
     for family, metrics in summary["metrics"]["families"].items():
-        lines.append(f"  {family:<11}" + "".join(f"{metrics[n]:>11.4f}" for n in names))
-    lines.append(f"  {'served':<11}" + "".join(f"{test[n]:>11.4f}" for n in names))
+        chosen = cv.get(family, {}).get("cv_roc_auc")
+        cv_text = f"{chosen:>11.4f}" if chosen is not None else f"{'':>11}"
+        lines.append(f"  {family:<11}" + cv_text + "".join(f"{metrics[n]:>11.4f}" for n in names))
+    lines.append(f"  {'served':<11}{'':>11}" + "".join(f"{test[n]:>11.4f}" for n in names))
     lines.append(
         f"  served: threshold {test['threshold']:.3f}, ECE {test['ece']:.4f},"
         f" lift@10% {test['lift_at_10']:.2f},"
@@ -233,6 +237,12 @@ def format_summary(summary: dict[str, Any], seconds: float, path: Path) -> str:
     lines.append(f"gate: {'PASSED' if gate['passed'] else 'FAILED'}")
     for check in gate["checks"]:
         lines.append(f"  [{'x' if check['passed'] else ' '}] {check['name']}: {check['detail']}")
+    stability = summary["metrics"].get("threshold_stability")
+    if stability:
+        lines.append(
+            f"  F1 per CV fold at the threshold: {stability['f1_min']:.4f} to {stability['f1_max']:.4f}"
+            f" (std {stability['f1_std']:.4f}; the gate report says more)"
+        )
     deployment = summary["deployment"]
     if deployment["deployed"]:
         lines.append(
