@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
 
 from components.blend import cross_fitted_logit, fit_stacker
 from components.models import BLEND, FAMILIES, MODEL_KINDS, BlendModel, fit_model
@@ -213,13 +213,6 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     return float(thresholds[index]), float(f1[index])
 
 
-def f1_at(y: np.ndarray, p: np.ndarray, threshold: float) -> float:
-    predicted = p >= threshold
-    tp = float(np.sum(predicted & (y == 1)))
-    denom = float(predicted.sum() + (y == 1).sum())
-    return 2 * tp / denom if denom else 0.0
-
-
 def threshold_stability(y: np.ndarray, p: np.ndarray, folds: np.ndarray, threshold: float) -> dict[str, Any]:
     """How much the max-F1 decision moves between folds: each fold's own best threshold, and the F1
     each fold gets at the chosen (pooled) threshold. A wide F1 range around the gate's minimum means
@@ -230,7 +223,7 @@ def threshold_stability(y: np.ndarray, p: np.ndarray, folds: np.ndarray, thresho
     for k in range(int(folds.max()) + 1):
         rows = folds == k
         fold_thresholds.append(best_f1_threshold(y[rows], p[rows])[0])
-        fold_f1.append(f1_at(y[rows], p[rows], threshold))
+        fold_f1.append(float(f1_score(y[rows], p[rows] >= threshold, zero_division=0.0)))
     return {
         "threshold": float(threshold),
         "fold_thresholds": fold_thresholds,
