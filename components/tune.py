@@ -5,6 +5,9 @@ pure function of the labels and the seed (``make_folds``), so every family, ever
 train stage that builds the blend see the very same folds, and a seed reproduces the search. The
 winning trial's out-of-fold log-odds are returned with it: the train stage compares, blends,
 calibrates and picks the threshold on those, so no row is ever scored by a model fitted on it.
+(The feature transformer is fitted once on the whole development split before the folds: its
+imputation medians, scales and category frequencies see every fold, the target never. That small,
+unsupervised leak is accepted for one transformer per run.)
 
 XGBoost under Optuna uses early stopping: every fold trains up to ``tune.max_estimators`` trees
 and stops ``tune.early_stopping_rounds`` after its best validation log-loss; the trial's tree count
