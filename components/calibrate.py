@@ -55,7 +55,7 @@ def fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
     positives = int(y.sum())
     if positives in (0, y.shape[0]):
         raise ValueError(
-            f"cannot fit a temperature: all {y.shape[0]} validation labels are {1 if positives else 0}"
+            f"cannot fit a temperature: all {y.shape[0]} labels are {1 if positives else 0}"
         )
     z = _logits(p)
     result = minimize_scalar(
@@ -153,7 +153,7 @@ def calibrate(
     fitted = fit_temperature(y, p)
     after = _scores(y, apply_temperature(p, fitted), n_bins)
     judged = after["log_loss"] if folds is None else log_loss(y, cross_fitted(y, p, np.asarray(folds)))
-    where = "out-of-fold log-loss" if folds is None else "cross-fitted out-of-fold log-loss"
+    where = "log-loss" if folds is None else "cross-fitted out-of-fold log-loss"
     gain = before["log_loss"] - judged
     kept = gain > min_improvement
     if kept:

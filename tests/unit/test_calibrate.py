@@ -101,7 +101,7 @@ def test_apply_temperature() -> None:
 
 
 def test_one_class_cannot_be_fitted() -> None:
-    with pytest.raises(ValueError, match="validation labels"):
+    with pytest.raises(ValueError, match="labels are 1"):
         fit_temperature(np.ones(10, dtype=int), np.linspace(0.1, 0.9, 10))
 
 
