@@ -13,10 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class HasMetadata(Protocol):
@@ -29,6 +31,8 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
+    import pandas as pd  # lazy: ~1 s, and the deploy/rejection/summary stages never read a frame
+
     return pd.read_parquet(path)
 
 

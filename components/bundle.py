@@ -30,17 +30,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from components.artifacts import fsync_dir, to_jsonable
-from components.calibrate import apply_temperature
-from components.config import Config
 from components.errors import BundleError
-from components.features import FeatureTransformer, load_transformer, save_transformer
-from components.models import MODEL_KINDS, load_model, predict_proba, save_model
+
+# Verifying, hashing and copying a bundle (registry, deploy, gate) needs only hashlib and JSON;
+# pandas, the feature/model code (sklearn, xgboost, skops) and calibrate (scipy, matplotlib) are
+# imported inside the functions that save, load or build a bundle.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from components.config import Config
+    from components.features import FeatureTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ def data_fingerprint(df: pd.DataFrame) -> str:
     Two runs on the same file give the same fingerprint, so a registry entry can be traced back
     to its training data without storing the data.
     """
+    import pandas as pd  # lazy: see the imports above
+
     digest = hashlib.sha256()
     columns = [[str(name), str(dtype)] for name, dtype in df.dtypes.items()]
     digest.update(json.dumps(columns).encode())
@@ -126,6 +131,9 @@ class ModelBundle:
 
         Uses the same functions as the evaluate stage, so scores reproduce the reported metrics.
         """
+        from components.calibrate import apply_temperature  # lazy: scipy, matplotlib
+        from components.models import predict_proba  # lazy: xgboost, skops
+
         p = predict_proba(self.model, self.transformer.transform(raw))
         return p, apply_temperature(p, self.temperature)
 
@@ -176,7 +184,7 @@ def json_safe(value: Any) -> Any:
         return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, pd.Timestamp | datetime):
+    if isinstance(value, datetime):  # pd.Timestamp (and NaT) are datetime subclasses
         return value.isoformat()
     return value
 
@@ -228,6 +236,9 @@ def _fsync_tree(directory: Path) -> None:
 
 
 def _write_contents(bundle: ModelBundle, directory: Path) -> None:
+    from components.features import save_transformer  # lazy: sklearn, skops
+    from components.models import MODEL_KINDS, save_model  # lazy: xgboost, skops
+
     if bundle.family not in MODEL_KINDS:
         raise BundleError(f"unknown model family {bundle.family!r} (known: {', '.join(MODEL_KINDS)})")
     save_transformer(bundle.transformer, directory / TRANSFORMER_FILE)
@@ -348,6 +359,9 @@ def _require_listed(manifest: dict[str, Any], names: list[str], directory: Path)
 
 def load_bundle(directory: str | Path) -> ModelBundle:
     """Verify checksums, then load without unpickling (skops allow-lists, xgboost native format)."""
+    from components.features import load_transformer  # lazy: sklearn, skops
+    from components.models import MODEL_KINDS, load_model  # lazy: xgboost, skops
+
     directory = Path(directory)
     manifest = verify_bundle(directory)
     _require_listed(manifest, [BUNDLE_FILE, TRANSFORMER_FILE], directory)
@@ -382,6 +396,8 @@ def load_reference(directory: str | Path) -> pd.DataFrame:
     directory = Path(directory)
     manifest = verify_bundle(directory)
     _require_listed(manifest, [REFERENCE_FILE], directory)
+    import pandas as pd  # lazy: see the imports above
+
     return pd.read_parquet(directory / REFERENCE_FILE)
 
 
@@ -408,6 +424,8 @@ def _plain_params(model: Any) -> dict[str, Any]:
 
 def reference_stats(frame: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, Any]]:
     """Compact per-column statistics of the training inputs, for input checks and drift context."""
+    import pandas as pd  # lazy: see the imports above
+
     stats: dict[str, dict[str, Any]] = {}
     for name in columns:
         series = frame[name]

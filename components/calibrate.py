@@ -54,9 +54,7 @@ def fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
     y, p = check_binary_inputs(y, p)
     positives = int(y.sum())
     if positives in (0, y.shape[0]):
-        raise ValueError(
-            f"cannot fit a temperature: all {y.shape[0]} labels are {1 if positives else 0}"
-        )
+        raise ValueError(f"cannot fit a temperature: all {y.shape[0]} labels are {1 if positives else 0}")
     z = _logits(p)
     result = minimize_scalar(
         _temperature_nll,

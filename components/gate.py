@@ -6,15 +6,15 @@ The champion is re-scored on the challenger's own test split, so both are judged
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import pandas as pd
-from sklearn.metrics import roc_auc_score
+from typing import TYPE_CHECKING, Any
 
 from components.config import Config
 from components.errors import BundleError, DataValidationError, RegistryError
 from components.registry_access import open_registry
-from components.report import markdown_table
+from components.tables import markdown_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -144,6 +144,8 @@ def compare_with_champion(
             "or set gate.compare_with_champion=false"
         )
         return Check(name, None, None, False, detail), version, {}
+    from sklearn.metrics import roc_auc_score  # lazy: ~1-3 s, needed only when a champion exists
+
     champion_auc = float(roc_auc_score(test_frame[target].to_numpy(dtype=int), served))
     floor = champion_auc - config.gate.max_auc_drop_vs_champion
     passed = metrics["roc_auc"] >= floor

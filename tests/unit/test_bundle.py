@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from components import bundle as B
+from components import models
 from components.calibrate import apply_temperature
 from components.config import Config, DatasetSpec, FeatureConfig
 from components.errors import BundleError
@@ -211,7 +212,7 @@ def test_save_replaces_an_existing_bundle_and_a_failed_save_keeps_the_old_one(
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(B, "save_model", crash)
+    monkeypatch.setattr(models, "save_model", crash)  # bundle imports it at call time
     with pytest.raises(RuntimeError, match="disk full"):
         B.save_bundle(first, target)
     assert B.load_bundle(target).temperature == 2.0
