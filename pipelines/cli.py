@@ -18,6 +18,7 @@ from typing import Any
 
 from components.config import PRESETS, Config, ConfigError
 from components.errors import BundleError, DataValidationError, RegistryError
+from pipelines.local_runner import DEFAULT_TIMEOUT_SECONDS
 
 DEFAULT_WORKDIR = Path(".propensity")
 DEFAULT_ROWS = 2240
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--cache", action="store_true", help="reuse outputs of identical tasks from earlier runs"
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        help="fail the run, naming the running tasks, after this many seconds (0: no limit)",
     )
     run.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     run.set_defaults(handler=cmd_run)
@@ -146,7 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     print(f"propensity: training {config.registry_model_name!r} on {data_uri}")
     print(f"run {run_name}: artifacts in {run_dir}")
-    result = run_pipeline_locally(arguments, run_dir, enable_caching=args.cache)
+    result = run_pipeline_locally(
+        arguments, run_dir, enable_caching=args.cache, timeout_seconds=args.timeout or None
+    )
     summary_path = run_dir / "pipeline_summary.json"
     summary_path.write_text(json.dumps(result.summary, indent=2))
     if args.json:

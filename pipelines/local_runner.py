@@ -8,9 +8,12 @@ folder and prints one line as each task starts and ends, and the task's error wh
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,9 @@ TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 SKIPPED = re.compile(r"Skipping conditional task ([\w-]+)")
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 SUMMARY_OUTPUT = "pipeline_summary"
+# A whole local run's default limit: far above a real run here (about a minute), low enough that a
+# hung task fails CI with its name instead of using up the job's time.
+DEFAULT_TIMEOUT_SECONDS = 1800.0
 # pipeline name -> "module:factory" building it for an image (imported in the child process only)
 PIPELINES = {
     "training": "pipelines.training:build_training_pipeline",
@@ -49,8 +55,13 @@ def run_pipeline_locally(
     enable_caching: bool = False,
     pipeline: str = "training",
     summary_output: str = SUMMARY_OUTPUT,
+    timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS,
 ) -> LocalRun:
-    """Run the named pipeline with ``arguments`` and return its summary. Raises PipelineRunError."""
+    """Run the named pipeline with ``arguments`` and return its summary. Raises PipelineRunError.
+
+    A run still going after ``timeout_seconds`` is killed with every task it started (the child runs
+    in its own process group) and fails naming the tasks that were running; None: no limit.
+    """
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -66,20 +77,54 @@ def run_pipeline_locally(
     with (
         log_path.open("w") as log,
         subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # its own process group: a time-out kills the tasks too
         ) as child,
     ):
         assert child.stdout is not None
         tracker = ProgressTracker(echo, start)
-        for line in child.stdout:
-            log.write(line)
-            tracker.feed(ANSI.sub("", line.rstrip("\n")))
-        code = child.wait()
+        watchdog = _Watchdog(child, timeout_seconds)
+        try:
+            for line in child.stdout:
+                log.write(line)
+                tracker.feed(ANSI.sub("", line.rstrip("\n")))
+            code = child.wait()
+        finally:
+            watchdog.cancel()
     seconds = time.perf_counter() - start
+    if watchdog.fired:
+        raise PipelineRunError(tracker.timeout_message(timeout_seconds or 0.0, log_path))
     if code != 0:
         raise PipelineRunError(tracker.failure_message(log_path))
     summary_path = find_summary(run_dir / "artifacts", summary_output)
     return LocalRun(run_dir, log_path, json.loads(summary_path.read_text()), seconds)
+
+
+class _Watchdog:
+    """Kills the child's whole process group once ``seconds`` have passed (None: never)."""
+
+    def __init__(self, child: subprocess.Popen[str], seconds: float | None) -> None:
+        self.child = child
+        self.fired = False
+        self.timer = None if seconds is None else threading.Timer(seconds, self._kill)
+        if self.timer is not None:
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _kill(self) -> None:
+        self.fired = True
+        try:
+            os.killpg(self.child.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended just now
+            self.fired = False
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 class ProgressTracker:
@@ -108,6 +153,17 @@ class ProgressTracker:
             self.echo(f"[{now - self.start:6.1f}s] skipped {match.group(1)} (condition false)")
         elif match := ERROR_LINE.match(line):
             self.errors.append(f"{match.group(1)}: {match.group(2)}")
+
+    @property
+    def running(self) -> list[str]:
+        return [task for task, starts in self.started.items() if starts]
+
+    def timeout_message(self, limit: float, log_path: Path) -> str:
+        tasks = ", ".join(repr(t) for t in self.running) or "no task (between tasks)"
+        return (
+            f"the pipeline did not finish within its time limit of {limit:g} s; still running: {tasks}"
+            f"\n(full log: {log_path})"
+        )
 
     def failure_message(self, log_path: Path) -> str:
         where = f"task {self.failed_task!r}" if self.failed_task else "the pipeline"

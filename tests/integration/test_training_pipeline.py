@@ -8,6 +8,8 @@ byte-for-byte unchanged).
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from components import data
+from components.config import Config
 from components.registry import LocalRegistry
 from pipelines.cli import main
 from tests.conftest import fast_run_args
@@ -163,3 +166,30 @@ def test_missing_file_and_gcs_root_are_refused_before_running(
     args = [*base_args(workspace, "customers.csv"), "--pipeline-root", "gs://bucket/root"]
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "gs://bucket/root" in err and "local runner" in err
+
+
+def test_a_run_over_its_time_limit_is_killed_and_names_the_running_task(
+    workspace: Path, tmp_path: Path
+) -> None:
+    from pipelines.local_runner import PipelineRunError, run_pipeline_locally
+
+    # a search that would run for minutes: the limit strikes while the tune tasks are running
+    config = Config().with_overrides(["tune.n_trials.mlp=100000", "tune.time_budget_seconds=3000"])
+    arguments = {
+        "data_uri": str(workspace / "customers.csv"),
+        "registry_uri": str(tmp_path / "registry"),
+        "config_json": config.to_json(),
+        "families": config.tune.families,
+        "deploy_target": "local",
+        "run_name": "time-limit",
+        "code_version": "test",
+    }
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    with pytest.raises(PipelineRunError, match=r"time limit of 25 s; still running: .*'tune'") as info:
+        run_pipeline_locally(arguments, run_dir, echo=lambda _: None, timeout_seconds=25)
+    assert time.monotonic() - start < 60
+    assert str(run_dir / "pipeline.log") in str(info.value)
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(run_dir) not in processes  # the runner and every task it started are gone
+    assert not (tmp_path / "registry").exists()  # nothing was registered
