@@ -57,24 +57,21 @@ clean:
 # and infra/terraform/README.md document each path.
 PIPELINE_IMAGE ?= propensity-pipeline:local
 SERVING_IMAGE ?= propensity-serving:local
-# Vertex AI and Cloud Build run linux/amd64 (the pins were frozen there); kind on an arm64 machine
-# wants DOCKER_PLATFORM=linux/arm64.
-DOCKER_PLATFORM ?= linux/amd64
 BUILD_PINS := setuptools==84.2.1 wheel==0.48.0
 
-.PHONY: images constraints kind-up kind-run kind-down
+.PHONY: images test-containers bench-containers constraints kind-up kind-run kind-down
 
-## images: docker build of the pipeline and serving images (needs a Docker engine)
+## images: docker build of both images, on the official Python base or, where no registry is
+## reachable, a stand-in made from Debian packages (BASE_IMAGE=... forces one; DOCKER_PLATFORM=... too)
 images:
-	@command -v docker >/dev/null 2>&1 || { echo "error: docker not found (images need Docker)"; exit 1; }
-	docker build --file containers/pipeline/Dockerfile --platform $(DOCKER_PLATFORM) --tag $(PIPELINE_IMAGE) .
-	docker build --file containers/serving/Dockerfile --platform $(DOCKER_PLATFORM) --tag $(SERVING_IMAGE) .
+	PIPELINE_IMAGE=$(PIPELINE_IMAGE) SERVING_IMAGE=$(SERVING_IMAGE) bash containers/build.sh
 
 ## constraints: re-pin containers/constraints.txt (both images install with it) from the current .venv
 constraints: $(STAMP)
 	{ echo "# Exact pins for both container images (pip install -c). Regenerate with: make constraints"; \
 	  echo "# (pip freeze --exclude-editable of the dev .venv, Python 3.11.7, linux x86_64, plus build tools)."; \
 	  $(VENV)/bin/pip freeze --exclude-editable | grep -viE '^(setuptools|wheel|pip)=='; \
+	  $(PY) containers/requirements.py substitute-pins; \
 	  printf '%s\n' $(BUILD_PINS); } > containers/constraints.txt
 
 ## kind-up: kind cluster + Kubeflow Pipelines standalone (pinned), port-forwarded to localhost:8080

@@ -91,3 +91,36 @@ def fsync_dir(path: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask can only set it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def staging_dir(parent: str | Path, prefix: str) -> Path:
+    """A fresh hidden directory beside its final place, with the mode a plain mkdir would give.
+
+    tempfile.mkdtemp makes it 0700; renamed into place as a registry version or bundle it would
+    stay unreadable to an endpoint or container running under another uid.
+    """
+    import tempfile
+
+    staged = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    staged.chmod(0o777 & ~current_umask())
+    return staged
+
+
+def open_staging_file(parent: str | Path, prefix: str, suffix: str = ".tmp") -> tuple[int, str]:
+    """tempfile.mkstemp (0600), widened to the umask's mode for a file that is renamed into place."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
+    return fd, name

@@ -25,14 +25,13 @@ import math
 import os
 import platform
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from components.artifacts import fsync_dir, to_jsonable
+from components.artifacts import fsync_dir, staging_dir, to_jsonable
 from components.errors import BundleError
 
 # Verifying, hashing and copying a bundle (registry, deploy, gate) needs only hashlib and JSON;
@@ -54,13 +53,12 @@ REFERENCE_FILE = "reference.parquet"
 MANIFEST_FILE = "manifest.json"
 RESERVED_FILES = frozenset({MANIFEST_FILE, "metadata.json"})  # metadata.json: the registry's
 
-_LIBRARIES = {  # bundle key -> distribution name
-    "pandas": "pandas",
-    "numpy": "numpy",
-    "sklearn": "scikit-learn",
-    "xgboost": "xgboost",
-    "shap": "shap",
-    "skops": "skops",
+_LIBRARIES = {  # bundle key -> the distributions that provide it (the images install xgboost-cpu)
+    "pandas": ("pandas",),
+    "numpy": ("numpy",),
+    "sklearn": ("scikit-learn",),
+    "xgboost": ("xgboost", "xgboost-cpu"),
+    "skops": ("skops",),
 }
 # A directory rename is not supported on some mounts (e.g. gcsfuse without rename-dir-limit);
 # then the files are copied with the manifest last, so a partial copy never verifies.
@@ -74,11 +72,14 @@ def utc_now() -> str:
 def library_versions() -> dict[str, str]:
     """Installed versions of everything that shapes a prediction (read from metadata, no imports)."""
     versions = {"python": platform.python_version()}
-    for key, dist in _LIBRARIES.items():
-        try:
-            versions[key] = importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            versions[key] = "not installed"
+    for key, distributions in _LIBRARIES.items():
+        versions[key] = "not installed"
+        for dist in distributions:
+            try:
+                versions[key] = importlib_metadata.version(dist)
+                break
+            except importlib_metadata.PackageNotFoundError:
+                continue
     return versions
 
 
@@ -141,12 +142,14 @@ class ModelBundle:
         """Libraries whose major.minor differs between training and now (predictions may drift).
 
         Not an error: serving reports it (health, logs) so an image upgrade is a visible event.
+        Only libraries that compute predictions count (older bundles also recorded shap, which the
+        endpoint does not use: its SHAP values are computed in numpy).
         """
         runtime = library_versions()
         return {
-            name: {"bundle": saved, "runtime": runtime.get(name, "")}
+            name: {"bundle": saved, "runtime": runtime[name]}
             for name, saved in self.library_versions.items()
-            if _major_minor(saved) != _major_minor(runtime.get(name, ""))
+            if name in runtime and _major_minor(saved) != _major_minor(runtime[name])
         }
 
     def describe(self) -> dict[str, Any]:
@@ -257,7 +260,7 @@ def _write_contents(bundle: ModelBundle, directory: Path) -> None:
 def _swap_into_place(staged: Path, target: Path) -> None:
     """Rename ``staged`` to ``target``; an existing non-empty target is moved aside first."""
     if target.is_dir() and any(target.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old = staging_dir(target.parent, f".{target.name}.old-")
         os.replace(target, old)
         try:
             os.replace(staged, target)
@@ -293,7 +296,7 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> None:
     """
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    staged = staging_dir(target.parent, f".{target.name}.tmp-")
     try:
         _write_contents(bundle, staged)
         try:

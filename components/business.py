@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from components.report import figure_to_img_tag, html_page, html_table, markdown_table
+from components.report import figure_to_img_tag, html_page, html_table, markdown_table, pyplot
 
 CURVE_POINTS = 100  # the profit curve is reported at 0%, 1%, ..., 100% contacted
 TOP_ROWS_SHOWN = 10
@@ -190,7 +189,7 @@ def _add_realised(
 
 def _figure(result: BusinessResult) -> Any:
     curve = result.curve
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = pyplot().subplots(figsize=(7.5, 4.2))
     ax.plot(100 * curve["share_contacted"], curve["expected_profit"], label="expected profit")
     if "realised_profit" in curve:
         ax.plot(100 * curve["share_contacted"], curve["realised_profit"], label="realised profit (labels)")

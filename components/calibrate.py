@@ -26,7 +26,7 @@ from components.evaluate import (
     expected_calibration_error,
     log_loss,
 )
-from components.report import figure_to_img_tag, html_page, html_table
+from components.report import figure_to_img_tag, html_page, html_table, pyplot
 
 T_MIN = 0.05
 T_MAX = 20.0
@@ -170,7 +170,7 @@ def calibrate(
 
 def _reliability_figure(y: np.ndarray, p_before: np.ndarray, p_after: np.ndarray, n_bins: int) -> Any:
     """Reliability curves over the diagonal, with the bin counts as bars underneath."""
-    import matplotlib.pyplot as plt  # components.report already selected the Agg backend
+    plt = pyplot()
 
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(6.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}

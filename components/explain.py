@@ -30,7 +30,7 @@ import numpy as np
 from components.calibrate import apply_temperature
 from components.config import ExplainConfig
 from components.models import BLEND, MODEL_KINDS, predict_logit, predict_proba
-from components.report import figure_to_img_tag, html_page, html_table
+from components.report import figure_to_img_tag, html_page, html_table, pyplot
 
 # Permutation SHAP (mlp) costs rows x background x (2 * features + 2) x permutations model rows
 # (300 x 50 x 92 x 1 = 1.4M rows, a few seconds). Global mean |SHAP| from one antithetic
@@ -321,7 +321,7 @@ def _explanation(values: np.ndarray, base: float, X: np.ndarray, names: Sequence
 
 def _plot(draw: Any, alt: str, size: tuple[float, float] | None = None) -> str:
     """Run one shap plotting call on a fresh figure and return it as an embedded image."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     plt.close("all")
     plt.figure(figsize=size)

@@ -38,6 +38,7 @@ from typing import Any
 from google.api_core import exceptions as api_exceptions
 
 from components import storage
+from components.artifacts import staging_dir
 from components.bundle import (
     MANIFEST_FILE,
     ModelBundle,
@@ -361,7 +362,7 @@ class GcsRegistry:
             except BundleError:
                 pass  # damaged or partial copy: fetch it again
         cached.parent.mkdir(parents=True, exist_ok=True)
-        staged = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=cached.parent))
+        staged = staging_dir(cached.parent, f".{version}.tmp-")
         try:
             source = self._version_uri(model_name, version)
             storage.download_prefix(source, staged, self._client)

@@ -23,13 +23,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from components.artifacts import fsync_dir
+from components.artifacts import fsync_dir, open_staging_file, staging_dir
 from components.bundle import (
     MANIFEST_FILE,
     ModelBundle,
@@ -79,7 +78,7 @@ def version_id(number: int) -> str:
 
 def _atomic_write_json(path: Path, data: Any) -> None:
     """temp file + fsync + os.replace: readers see the old or the new file, never a partial one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = open_staging_file(path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(json_safe(data), handle, indent=2, sort_keys=True)
@@ -194,7 +193,7 @@ class LocalRegistry:
         with self._locked(model_dir):
             self._clean_stale(model_dir)
             (model_dir / VERSIONS_DIR).mkdir(exist_ok=True)
-            staged = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=model_dir))
+            staged = staging_dir(model_dir, TMP_PREFIX)
             try:
                 self.copy_bundle(source, staged)
                 bundle = load_bundle(staged)

@@ -24,6 +24,8 @@ from typing import Any
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
 
+from components.artifacts import staging_dir
+
 SCHEME = "gs://"
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _STAGE_PREFIX = ".localize-"
@@ -219,7 +221,7 @@ def localize(
     target = root / bucket / _safe_relative(name.strip("/") or "_bucket", uri)
     target.parent.mkdir(parents=True, exist_ok=True)
     if name and not name.endswith("/") and exists(uri, client, retry):
-        staged = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=target.parent))
+        staged = staging_dir(target.parent, _STAGE_PREFIX)
         try:
             file = staged / PurePosixPath(name).name
             blob(uri, client).download_to_filename(str(file), retry=retry)
@@ -227,7 +229,7 @@ def localize(
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         return target
-    staged = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=target.parent))
+    staged = staging_dir(target.parent, _STAGE_PREFIX)
     try:
         if not download_prefix(uri, staged, client, retry):
             raise FileNotFoundError(f"{uri}: no object or prefix with that name")
@@ -240,7 +242,7 @@ def localize(
 def _replace(source: Path, target: Path) -> None:
     """Move ``source`` to ``target``, removing whatever was there (a previous download)."""
     if target.is_dir() and not target.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=target.parent))
+        old = staging_dir(target.parent, _STAGE_PREFIX)
         os.replace(target, old / "old")
         shutil.rmtree(old, ignore_errors=True)
     elif target.exists():

@@ -18,6 +18,7 @@ from typing import Any
 
 from components.config import PRESETS, Config, ConfigError
 from components.errors import BundleError, DataValidationError, RegistryError
+from pipelines.containers import ContainerError, add_runner_arguments
 from pipelines.local_runner import DEFAULT_TIMEOUT_SECONDS
 
 DEFAULT_WORKDIR = Path(".propensity")
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, DataValidationError, BundleError, RegistryError) as exc:
+    except (ConfigError, DataValidationError, BundleError, RegistryError, ContainerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # PipelineRunError and friends carry a complete message
@@ -42,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="propensity", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the training pipeline on the KFP local runner")
+    run = sub.add_parser(
+        "run", help="run the training pipeline on the KFP local runner (tasks in this venv or the image)"
+    )
     add_config_arguments(run)
     run.add_argument(
         "--data", help="CSV/Parquet file, folder of part files, or gs:// URI (default: synthetic)"
@@ -64,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TIMEOUT_SECONDS,
         help="fail the run, naming the running tasks, after this many seconds (0: no limit)",
     )
+    add_runner_arguments(run)
     run.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     run.set_defaults(handler=cmd_run)
 
@@ -134,6 +138,7 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.containers import describe, plan_for
     from pipelines.local_runner import run_pipeline_locally
 
     config = load_config(args)
@@ -142,6 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = (args.registry or workdir / "registry").resolve()
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
+    containers = plan_for(args, run_name, workdir, read_only=[data_uri], read_write=[str(registry)])
     arguments = {
         "data_uri": data_uri,
         "registry_uri": str(registry),
@@ -152,9 +158,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         "code_version": code_version(),
     }
     print(f"propensity: training {config.registry_model_name!r} on {data_uri}")
-    print(f"run {run_name}: artifacts in {run_dir}")
+    print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
     result = run_pipeline_locally(
-        arguments, run_dir, enable_caching=args.cache, timeout_seconds=args.timeout or None
+        arguments,
+        run_dir,
+        enable_caching=args.cache,
+        timeout_seconds=args.timeout or None,
+        containers=containers,
     )
     summary_path = run_dir / "pipeline_summary.json"
     summary_path.write_text(json.dumps(result.summary, indent=2))

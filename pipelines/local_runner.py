@@ -7,6 +7,7 @@ folder and prints one line as each task starts and ends, and the task's error wh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.containers import ContainerPlan
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TASK_START = re.compile(r"Executing task '([^']+)'")
@@ -56,11 +60,14 @@ def run_pipeline_locally(
     pipeline: str = "training",
     summary_output: str = SUMMARY_OUTPUT,
     timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS,
+    containers: ContainerPlan | None = None,
 ) -> LocalRun:
     """Run the named pipeline with ``arguments`` and return its summary. Raises PipelineRunError.
 
     A run still going after ``timeout_seconds`` is killed with every task it started (the child runs
-    in its own process group) and fails naming the tasks that were running; None: no limit.
+    in its own process group; with ``containers``, the run's task containers are removed too) and
+    fails naming the tasks that were running; None: no limit. ``containers``: every task in the
+    plan's image through kfp.local.DockerRunner; None: in processes of this venv.
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
@@ -71,6 +78,7 @@ def run_pipeline_locally(
         "pipeline_root": str(run_dir / "artifacts"),
         "caching": enable_caching,
         "pipeline": pipeline,
+        "containers": containers.to_json() if containers else None,
     }
     command = [sys.executable, "-m", "pipelines.local_runner", json.dumps(request)]
     start = time.perf_counter()
@@ -88,13 +96,19 @@ def run_pipeline_locally(
         assert child.stdout is not None
         tracker = ProgressTracker(echo, start)
         watchdog = _Watchdog(child, timeout_seconds)
+        finished = False
         try:
             for line in child.stdout:
                 log.write(line)
                 tracker.feed(ANSI.sub("", line.rstrip("\n")))
             code = child.wait()
+            finished = code == 0 and not watchdog.fired
         finally:
             watchdog.cancel()
+            if not finished:
+                _stop_child(child)
+                if containers is not None:
+                    _remove_containers(containers, echo)
     seconds = time.perf_counter() - start
     if watchdog.fired:
         raise PipelineRunError(tracker.timeout_message(timeout_seconds or 0.0, log_path))
@@ -102,6 +116,21 @@ def run_pipeline_locally(
         raise PipelineRunError(tracker.failure_message(log_path))
     summary_path = find_summary(run_dir / "artifacts", summary_output)
     return LocalRun(run_dir, log_path, json.loads(summary_path.read_text()), seconds)
+
+
+def _stop_child(child: subprocess.Popen[str]) -> None:
+    """Kill what is left of a run that failed, timed out or was interrupted (its whole group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def _remove_containers(containers: ContainerPlan, echo: Callable[[str], None]) -> None:
+    from pipelines.containers import remove_run_containers
+
+    removed = remove_run_containers(containers.run_label)
+    if removed:
+        echo(f"removed {removed} task container(s) of the stopped run")
 
 
 class _Watchdog:
@@ -188,13 +217,20 @@ def _child_main(request_json: str) -> int:
     request = json.loads(request_json)
     module_name, factory = PIPELINES[request["pipeline"]].split(":")
     build = getattr(importlib.import_module(module_name), factory)
+    if request["containers"]:
+        from pipelines.containers import ContainerPlan
+
+        plan = ContainerPlan.from_json(request["containers"])
+        runner, pipeline = plan.docker_runner(), build(image=plan.image)
+    else:
+        runner, pipeline = local.SubprocessRunner(use_venv=False), build()
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=runner,
         pipeline_root=request["pipeline_root"],
         raise_on_error=True,
         enable_caching=request["caching"],
     )
-    build()(**request["arguments"])
+    pipeline(**request["arguments"])
     return 0
 
 

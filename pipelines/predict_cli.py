@@ -20,6 +20,7 @@ SUMMARY_OUTPUT = "prediction_summary"
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from pipelines.cli import add_config_arguments
+    from pipelines.containers import add_runner_arguments
 
     predict = sub.add_parser(
         "predict", help="batch prediction pipeline on the KFP local runner: score, value, drift, retrain"
@@ -43,6 +44,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--pipeline-root", help="where artifacts go (default: WORKDIR/runs/RUN); local paths only"
     )
+    add_runner_arguments(predict)
     predict.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     predict.set_defaults(handler=cmd_predict)
 
@@ -77,6 +79,7 @@ def _batch_uri(batch: str) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.scoring import load_champion, resolve_batch_uri
     from pipelines.cli import code_version, load_config, local_run_dir, new_run_name
+    from pipelines.containers import describe, plan_for
     from pipelines.local_runner import run_pipeline_locally
 
     config = load_config(args)
@@ -90,6 +93,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
     log_dir = "" if args.no_log else str((args.log or workdir / "prediction_log").resolve())
+    containers = plan_for(args, run_name, workdir, read_only=[batch_uri], read_write=[str(registry), log_dir])
     arguments = {
         "batch_uri": batch_uri,
         "registry_uri": str(registry),
@@ -106,8 +110,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "code_version": code_version(),
     }
     print(f"propensity: scoring {batch_uri} with {champion.model_name} {champion.version}")
-    print(f"run {run_name}: artifacts in {run_dir}")
-    result = run_pipeline_locally(arguments, run_dir, pipeline="prediction", summary_output=SUMMARY_OUTPUT)
+    print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
+    result = run_pipeline_locally(
+        arguments, run_dir, pipeline="prediction", summary_output=SUMMARY_OUTPUT, containers=containers
+    )
     summary = with_retrain_outcome(result.summary, run_dir / "artifacts")
     path = run_dir / "prediction_summary.json"
     path.write_text(json.dumps(summary, indent=2))

@@ -21,7 +21,7 @@ esac
 cd "$REPO_ROOT"
 
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
-  docker build --file containers/pipeline/Dockerfile --tag "$PIPELINE_IMAGE" .
+  PIPELINE_IMAGE="$PIPELINE_IMAGE" bash containers/build.sh pipeline
 fi
 kind load docker-image "$PIPELINE_IMAGE" --name "$CLUSTER_NAME"
 

@@ -127,7 +127,7 @@ def test_images_are_built_pushed_and_listed_with_the_commit_sha() -> None:
 
 
 def test_python_steps_use_the_containers_python() -> None:
-    base = re.search(r"^FROM (\S+)", (REPO / "containers/pipeline/Dockerfile").read_text(), re.M)
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)", (REPO / "containers/pipeline/Dockerfile").read_text(), re.M)
     assert base
     for step_id in ("preflight", "test", "compile", "submit"):
         assert BY_ID[step_id]["name"] == base.group(1), step_id

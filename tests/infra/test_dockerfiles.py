@@ -1,13 +1,15 @@
 """The two Dockerfiles, the pins and the build context: linted by hadolint and checked offline.
 
-No Docker engine runs here, so nothing is built; what can run for real does: hadolint, the pyproject
-reader the build runs, the healthcheck command against a loopback server, the .dockerignore rules.
+These run without a Docker engine (the images are built and run by tests/containers, `make
+test-containers`): hadolint, the requirement lists the builds install (containers/requirements.py),
+the healthcheck command against a loopback server, the .dockerignore rules.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import http.server
+import importlib.util
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from packaging.requirements import Requirement
@@ -36,8 +39,18 @@ Instruction = tuple[str, str]
 
 
 def parse_dockerfile(path: Path) -> list[list[Instruction]]:
-    """Stages of (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
-    stages: list[list[Instruction]] = []
+    """Stages of (INSTRUCTION, arguments), continuation lines joined, comments dropped; the global
+    ARGs before the first FROM are in ``global_args``."""
+    return _parse(path)[1:]
+
+
+def global_args(path: Path) -> dict[str, str]:
+    """The ARG defaults declared before the first FROM (usable in FROM lines)."""
+    return dict(arg.partition("=")[::2] for arg in args_of(_parse(path)[0], "ARG"))
+
+
+def _parse(path: Path) -> list[list[Instruction]]:
+    stages: list[list[Instruction]] = [[]]
     logical = ""
     for raw in path.read_text().splitlines():
         line = raw.strip()
@@ -102,10 +115,12 @@ def test_hadolint_reports_nothing_above_style(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
-def test_every_base_image_is_pinned_to_an_exact_python(name: str) -> None:
+def test_every_stage_builds_on_the_one_base_pinned_to_an_exact_python(name: str) -> None:
+    """One BASE_IMAGE for all stages (a stand-in replaces it as a whole), defaulting to an exact Python."""
+    base = global_args(DOCKERFILES[name])["BASE_IMAGE"]
+    assert "@sha256:" in base or re.fullmatch(r"python:\d+\.\d+\.\d+-slim-[a-z]+", base), base
     for stage in parse_dockerfile(DOCKERFILES[name]):
-        image = args_of(stage, "FROM")[0].split()[0]
-        assert "@sha256:" in image or re.fullmatch(r"python:\d+\.\d+\.\d+-slim-[a-z]+", image), image
+        assert args_of(stage, "FROM")[0].split()[0] == "${BASE_IMAGE}"
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
@@ -162,25 +177,44 @@ def test_serving_image_runs_propensity_serve_on_the_vertex_port() -> None:
     assert env["AIP_HEALTH_ROUTE"].startswith("/") and env["AIP_PREDICT_ROUTE"].startswith("/")
 
 
-def dockerfile_python_snippet(name: str) -> str:
-    """The `python -c "..."` program a RUN line of the Dockerfile executes."""
-    for stage in parse_dockerfile(DOCKERFILES[name]):
-        for run in args_of(stage, "RUN"):
-            match = re.search(r'python -c "(.+?)" >', run)
-            if match:
-                return match.group(1)
-    raise AssertionError("no python -c snippet in the build stage")
+def requirements_tool() -> ModuleType:
+    path = REPO / "containers" / "requirements.py"
+    spec = importlib.util.spec_from_file_location("image_requirements", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
-def test_the_build_reads_every_dependency_from_pyproject(name: str, tmp_path: Path) -> None:
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    # Passed as the shell would pass it from inside double quotes: `\n` stays a Python escape.
-    code = dockerfile_python_snippet(name)
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.splitlines() == [*PYPROJECT["project"]["dependencies"], "setuptools", "wheel"]
+def test_each_build_installs_its_own_list_and_checks_it(name: str) -> None:
+    runs = " ".join(run for stage in parse_dockerfile(DOCKERFILES[name]) for run in args_of(stage, "RUN"))
+    assert f"python requirements.py {name} > requirements.txt" in runs
+    assert f"python requirements.py check {name}" in runs
+    assert "python requirements.py prune" in runs
+
+
+def test_the_pipeline_image_installs_every_dependency_with_its_range() -> None:
+    lines = requirements_tool().image_requirements(PYPROJECT, "pipeline")
+    dependencies = PYPROJECT["project"]["dependencies"]
+    expected = [("xgboost-cpu" + r[len("xgboost") :]) if r.startswith("xgboost") else r for r in dependencies]
+    assert lines == [*expected, *PYPROJECT["build-system"]["requires"]]
+
+
+def test_the_serving_image_installs_a_named_subset_and_no_training_stack() -> None:
+    tool = requirements_tool()
+    names = {canonicalize_name(Requirement(r).name) for r in tool.image_requirements(PYPROJECT, "serving")}
+    dependencies = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["project"]["dependencies"]}
+    assert names - {"setuptools", "wheel"} <= dependencies | {"xgboost-cpu"}
+    assert {"kfp", "google-cloud-aiplatform", "shap", "evidently", "optuna", "matplotlib"}.isdisjoint(names)
+    assert {"xgboost-cpu", "scikit-learn", "starlette", "uvicorn", "google-cloud-storage"} <= names
+    assert tool.left_out(PYPROJECT, "serving") == dependencies - names | {"xgboost"}
+
+
+def test_a_serving_name_outside_the_dependencies_is_refused() -> None:
+    broken = {**PYPROJECT, "tool": {"propensity": {"images": {"serving": ["numpy", "flask"]}}}}
+    with pytest.raises(ValueError, match=r"names flask, which \[project\].dependencies does not list"):
+        requirements_tool().image_requirements(broken, "serving")
 
 
 def read_pins() -> dict[str, str]:
@@ -203,6 +237,10 @@ def test_constraints_pin_every_dependency_within_its_pyproject_range() -> None:
         assert name in pins, f"{name} is not pinned in containers/constraints.txt (make constraints)"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"{name}=={pins[name]} is outside pyproject's {requirement.specifier}: run make constraints"
+        )
+    for original, substitute in PYPROJECT["tool"]["propensity"]["images"]["substitute"].items():
+        assert pins.get(canonicalize_name(substitute)) == pins[canonicalize_name(original)], (
+            f"{substitute} must be pinned to {original}'s version: run make constraints"
         )
 
 

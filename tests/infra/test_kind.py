@@ -241,14 +241,16 @@ def test_makefile_targets_call_the_scripts(target: str, script: str) -> None:
     assert f"bash infra/kind/{script}" in result.stdout
 
 
-def test_makefile_builds_both_images_with_docker() -> None:
+def test_makefile_images_and_kind_run_use_the_one_build_script() -> None:
+    """`make images` and kind's run.sh build through containers/build.sh (which picks the base image;
+    the builds themselves run in tests/containers)."""
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
     result = subprocess.run([make, "-n", "images"], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert "docker build --file containers/pipeline/Dockerfile" in result.stdout
-    assert "docker build --file containers/serving/Dockerfile" in result.stdout
+    assert "bash containers/build.sh" in result.stdout
+    assert "bash containers/build.sh pipeline" in (REPO / "infra" / "kind" / "run.sh").read_text()
 
 
 def option_strings(parser: argparse.ArgumentParser) -> set[str]:

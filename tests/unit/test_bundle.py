@@ -255,11 +255,28 @@ def test_data_fingerprint_tracks_values_and_dtypes_not_the_index() -> None:
 
 def test_library_versions_names_every_library_and_mismatches_are_reported(saved) -> None:
     versions = B.library_versions()
-    assert set(versions) == {"python", "pandas", "numpy", "sklearn", "xgboost", "shap", "skops"}
+    assert set(versions) == {"python", "pandas", "numpy", "sklearn", "xgboost", "skops"}
+    assert "not installed" not in versions.values()
     bundle = B.load_bundle(saved[0])
     assert bundle.version_mismatches() == {}
     bundle.library_versions = {**versions, "xgboost": "1.7.6"}
     assert bundle.version_mismatches() == {"xgboost": {"bundle": "1.7.6", "runtime": versions["xgboost"]}}
+    # An older bundle's shap entry is ignored: the endpoint computes SHAP without the shap library.
+    bundle.library_versions = {**versions, "shap": "0.1.0"}
+    assert bundle.version_mismatches() == {}
+
+
+def test_xgboost_cpu_counts_as_xgboost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The images install xgboost-cpu: its version is the bundle's xgboost version, not 'not installed'."""
+    real = B.importlib_metadata.version
+
+    def only_cpu_build(dist: str) -> str:
+        if dist == "xgboost":
+            raise B.importlib_metadata.PackageNotFoundError(dist)
+        return real("xgboost") if dist == "xgboost-cpu" else real(dist)
+
+    monkeypatch.setattr(B.importlib_metadata, "version", only_cpu_build)
+    assert B.library_versions()["xgboost"] == real("xgboost")
 
 
 def test_build_bundle_takes_threshold_temperature_and_metrics_from_the_stages(tmp_path: Path) -> None:

@@ -310,3 +310,31 @@ def test_a_history_line_cut_short_by_a_crash_is_skipped(tmp_path: Path, bundle_d
     registry.set_alias(MODEL, "champion", "v0002")
     assert [h["to"] for h in registry.history(MODEL)] == ["v0001", "v0002"]
     assert registry.rollback(MODEL) == "v0001"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_registry_files_get_the_umask_modes_not_private_temp_modes(
+    tmp_path: Path, umask: int, frame: pd.DataFrame
+) -> None:
+    """An endpoint or container under another uid must read what was registered: no 0700/0600 left
+    from the staging temp folders and files (bundle saved, registered, aliased, all under ``umask``)."""
+    previous = os.umask(umask)
+    try:
+        spec = DatasetSpec(name="tiny", target="y", id_columns=[], date_columns=[], drop_columns=[])
+        transformer = fit_transformer(frame, spec, FeatureConfig(derived="none"))
+        model = make_estimator("logreg", {"C": 1.0}, seed=0).fit(transformer.transform(frame), frame["y"])
+        bundle = ModelBundle(transformer=transformer, model=model, family="logreg", threshold=0.5)
+        save_bundle(bundle, tmp_path / "bundle")
+        registry = R.LocalRegistry(tmp_path / "registry")
+        registry.set_alias(MODEL, "champion", registry.register(MODEL, tmp_path / "bundle", {}))
+    finally:
+        os.umask(previous)
+    paths = [tmp_path / "bundle", *(tmp_path / "bundle").rglob("*"), *(tmp_path / "registry").rglob("*")]
+    modes = {p: p.stat().st_mode & 0o777 for p in paths}
+    wrong = {
+        str(p.relative_to(tmp_path)): oct(mode)
+        for p, mode in modes.items()
+        if mode != (0o777 & ~umask if p.is_dir() else 0o666 & ~umask)
+    }
+    assert wrong == {}
+    assert any(p.name == "metadata.json" for p in modes) and any(p.name == "v0001" for p in modes)
