@@ -23,11 +23,11 @@ run: $(STAMP)
 
 ## test: unit and integration tests (the pipeline through the KFP local runner), then ruff
 test: $(STAMP)
-	$(PY) -m ruff check components pipelines tests
+	$(PY) -m ruff check components pipelines tests containers
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check components pipelines tests
+	$(PY) -m ruff check components pipelines tests containers
 
 ## compile: write the pipeline YAML(s) to build/ and validate them against KFP's proto
 compile: $(STAMP)
@@ -65,6 +65,11 @@ BUILD_PINS := setuptools==84.2.1 wheel==0.48.0
 ## reachable, a stand-in made from Debian packages (BASE_IMAGE=... forces one; DOCKER_PLATFORM=... too)
 images:
 	PIPELINE_IMAGE=$(PIPELINE_IMAGE) SERVING_IMAGE=$(SERVING_IMAGE) bash containers/build.sh
+
+## test-containers: build both images, run both pipelines (--runner docker) and the serving container
+## (needs a Docker engine; .ci/run starts one when none answers)
+test-containers: $(STAMP)
+	$(PY) -m pytest -m containers tests/containers --timeout 3600 $(ARGS)
 
 ## constraints: re-pin containers/constraints.txt (both images install with it) from the current .venv
 constraints: $(STAMP)

@@ -11,12 +11,17 @@ same path. What this module adds, so that a local run behaves as it does in the 
   has no home in the image;
 - host networking only (no container bridge on these machines), the GCS emulator variables passed on;
 - every task container carries a label with the run's name, so a run that is stopped (time-out,
-  Ctrl-C) removes the containers it started instead of leaving them running.
+  Ctrl-C) removes the containers it started instead of leaving them running;
+- a task's exit status is read before its container is removed: kfp 2.17 starts task containers with
+  auto_remove and takes a container that is gone before ``wait()`` for a success, so a task that fails
+  fast was reported SUCCESS (seen here: ingest's PermissionError; kubeflow/pipelines#13332, fixes
+  not merged). ``use_exit_status_fix`` replaces that one function in the process that runs the pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -193,3 +198,36 @@ def remove_run_containers(run_label: str) -> int:
         return len(containers)
     finally:
         client.close()
+
+
+def run_task_container(
+    client: Any, image: str, command: list[str], volumes: dict[str, Any], **run: Any
+) -> int:
+    """kfp.local's ``run_docker_container`` without auto_remove: stream the logs, read the exit
+    status, then remove the container (whatever happened)."""
+    import docker.errors
+    from kfp.local import docker_task_handler
+
+    container = client.containers.run(
+        image=docker_task_handler.add_latest_tag_if_not_present(image),
+        command=command,
+        detach=True,
+        stdout=True,
+        stderr=True,
+        volumes=volumes,
+        **run,
+    )
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.remove(force=True)
+
+
+def use_exit_status_fix() -> None:
+    """Make kfp.local's Docker task handler use ``run_task_container`` (see the module docstring)."""
+    from kfp.local import docker_task_handler
+
+    docker_task_handler.run_docker_container = run_task_container

@@ -73,9 +73,13 @@ def run_pipeline_locally(
         raise ValueError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "pipeline.log"
+    pipeline_root = run_dir / "artifacts"
+    # Made here, by the invoking user: a bind mount of a missing folder would be made by the Docker
+    # daemon, as root, and the tasks (running as the user) could not write into it.
+    pipeline_root.mkdir(exist_ok=True)
     request = {
         "arguments": arguments,
-        "pipeline_root": str(run_dir / "artifacts"),
+        "pipeline_root": str(pipeline_root),
         "caching": enable_caching,
         "pipeline": pipeline,
         "containers": containers.to_json() if containers else None,
@@ -218,8 +222,9 @@ def _child_main(request_json: str) -> int:
     module_name, factory = PIPELINES[request["pipeline"]].split(":")
     build = getattr(importlib.import_module(module_name), factory)
     if request["containers"]:
-        from pipelines.containers import ContainerPlan
+        from pipelines.containers import ContainerPlan, use_exit_status_fix
 
+        use_exit_status_fix()
         plan = ContainerPlan.from_json(request["containers"])
         runner, pipeline = plan.docker_runner(), build(image=plan.image)
     else:
