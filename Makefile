@@ -71,6 +71,11 @@ images:
 test-containers: $(STAMP)
 	$(PY) -m pytest -m containers tests/containers --timeout 3600 $(ARGS)
 
+## bench-containers: image sizes, build times, the default run in containers vs the venv, serving start
+## (ARGS="--cold" adds a build without any cache)
+bench-containers: $(STAMP)
+	$(PY) -m pipelines.bench_containers $(ARGS)
+
 ## constraints: re-pin containers/constraints.txt (both images install with it) from the current .venv
 constraints: $(STAMP)
 	{ echo "# Exact pins for both container images (pip install -c). Regenerate with: make constraints"; \

@@ -8,6 +8,7 @@
 # Host networking only (no container bridge here), for the build and everything after it.
 #
 # Usage: containers/build.sh [pipeline] [serving]        (default: both)
+#        NO_CACHE=1 containers/build.sh                  a cold build: no layer cache, a new stand-in
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,13 +29,16 @@ elif docker image inspect "$official" >/dev/null 2>&1 || docker pull --quiet "$o
   base=$official kind=official
 else
   echo "the official base $official cannot be pulled (no registry reachable): using the stand-in $STANDIN_IMAGE"
-  STANDIN_IMAGE=$STANDIN_IMAGE bash containers/base/standin.sh
+  standin_start=$(date +%s.%N)
+  STANDIN_IMAGE=$STANDIN_IMAGE bash containers/base/standin.sh ${NO_CACHE:+--force}
+  standin_seconds=$(awk -v s="$standin_start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
   base=$STANDIN_IMAGE kind=standin
 fi
 
-platform=()
-[[ -z "${DOCKER_PLATFORM:-}" ]] || platform=(--platform "$DOCKER_PLATFORM")
-mkdir -p "$(dirname "$RECORD")"
+options=()
+[[ -z "${DOCKER_PLATFORM:-}" ]] || options+=(--platform "$DOCKER_PLATFORM")
+[[ -z "${NO_CACHE:-}" ]] || options+=(--no-cache)
+mkdir -p build "$(dirname "$RECORD")"
 entries=()
 for target in "${targets[@]}"; do
   case $target in
@@ -45,7 +49,7 @@ for target in "${targets[@]}"; do
   log=build/image-$target.log
   echo "building $tag on $kind base $base (log: $log) ..."
   start=$(date +%s.%N)
-  if ! docker build --network host "${platform[@]}" --build-arg "BASE_IMAGE=$base" \
+  if ! docker build --network host "${options[@]}" --build-arg "BASE_IMAGE=$base" \
       --label "org.propensity.base=$base" --label "org.propensity.base.kind=$kind" \
       --file "containers/$target/Dockerfile" --tag "$tag" . >"$log" 2>&1; then
     tail -25 "$log" >&2
@@ -58,4 +62,5 @@ for target in "${targets[@]}"; do
   entries+=("\"$target\": {\"tag\": \"$tag\", \"size_bytes\": $size, \"build_seconds\": $seconds}")
 done
 joined=$(IFS=,; echo "${entries[*]}")
-printf '{"base": "%s", "base_kind": "%s", "images": {%s}}\n' "$base" "$kind" "$joined" >"$RECORD"
+printf '{"base": "%s", "base_kind": "%s", "standin_seconds": %s, "no_cache": %s, "images": {%s}}\n' \
+  "$base" "$kind" "${standin_seconds:-null}" "$([[ -n "${NO_CACHE:-}" ]] && echo true || echo false)" "$joined" >"$RECORD"

@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from components.config import Config, telco_config
+
+if TYPE_CHECKING:
+    from pipelines.containers import ContainerPlan
+    from pipelines.local_runner import LocalRun
 
 
 def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
@@ -38,8 +42,9 @@ def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
 
 
 def train_locally(
-    config: Config, data_uri: str, workdir: Path, name: str
-) -> tuple[dict[str, Any], float, Path]:
+    config: Config, data_uri: str, workdir: Path, name: str, containers: ContainerPlan | None = None
+) -> LocalRun:
+    """One training run into WORKDIR/NAME (its own registry); ``containers``: tasks in the image."""
     from pipelines.cli import code_version, new_run_name
     from pipelines.local_runner import run_pipeline_locally
 
@@ -54,15 +59,15 @@ def train_locally(
         "run_name": run_name,
         "code_version": code_version(),
     }
-    result = run_pipeline_locally(arguments, run_dir, echo=lambda line: None)
-    return result.summary, result.seconds, run_dir
+    return run_pipeline_locally(arguments, run_dir, echo=lambda line: None, containers=containers)
 
 
 def bench_default_run(workdir: Path) -> dict[str, Any]:
     from components.data import ensure_default_data
 
     data_dir = ensure_default_data(workdir / "data" / "marketing-2240")
-    summary, seconds, _ = train_locally(Config(), str(data_dir.resolve()), workdir, "default")
+    run = train_locally(Config(), str(data_dir.resolve()), workdir, "default")
+    summary, seconds = run.summary, run.seconds
     stages = {k: v for k, v in summary["stage_seconds"].items() if v is not None}
     print(
         f"default run: {seconds:.1f}s wall (target <= 60 s); champion {summary['champion']}, "
@@ -85,7 +90,8 @@ def bench_telco(workdir: Path) -> dict[str, Any]:
     data_path.parent.mkdir(parents=True, exist_ok=True)
     load_telco().to_parquet(data_path, index=False)
     config = telco_config()
-    summary, seconds, run_dir = train_locally(config, str(data_path), workdir, "telco")
+    run = train_locally(config, str(data_path), workdir, "telco")
+    summary, seconds, run_dir = run.summary, run.seconds, run.run_dir
     split_dir = next((run_dir / "artifacts").glob("*/split"))
     baseline = hgb_baseline_auc(split_dir, config.dataset.target)
     champion = summary["metrics"]["test"]["roc_auc"]

@@ -268,7 +268,8 @@ def run_champion(
     data_path = workdir / "data" / f"{name}-train.parquet"
     data_path.parent.mkdir(parents=True, exist_ok=True)
     train.to_parquet(data_path, index=False)
-    summary, seconds, _ = train_locally(config, str(data_path.resolve()), runs.resolve(), name)
+    run = train_locally(config, str(data_path.resolve()), runs.resolve(), name)
+    summary, seconds = run.summary, run.seconds
     bundle = LocalRegistry(runs / name / "registry").load(config.registry_model_name)
     _, served = bundle.predict(test.drop(columns=[table.target]))
     internal = (summary.get("metrics") or {}).get("test") or {}

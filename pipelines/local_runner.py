@@ -50,6 +50,7 @@ class LocalRun:
     log_path: Path
     summary: dict[str, Any]
     seconds: float
+    task_seconds: dict[str, list[float]]  # wall time of each task run (start-up included), by name
 
 
 def run_pipeline_locally(
@@ -119,7 +120,8 @@ def run_pipeline_locally(
     if code != 0:
         raise PipelineRunError(tracker.failure_message(log_path))
     summary_path = find_summary(run_dir / "artifacts", summary_output)
-    return LocalRun(run_dir, log_path, json.loads(summary_path.read_text()), seconds)
+    summary = json.loads(summary_path.read_text())
+    return LocalRun(run_dir, log_path, summary, seconds, tracker.finished)
 
 
 def _stop_child(child: subprocess.Popen[str]) -> None:
@@ -167,6 +169,7 @@ class ProgressTracker:
         self.echo = echo
         self.start = start
         self.started: dict[str, list[float]] = {}
+        self.finished: dict[str, list[float]] = {}
         self.errors: list[str] = []
         self.failed_task: str | None = None
 
@@ -178,6 +181,7 @@ class ProgressTracker:
         elif match := TASK_END.search(line):
             task, status = match.groups()
             began = self.started.get(task, [now]).pop(0) if self.started.get(task) else now
+            self.finished.setdefault(task, []).append(now - began)
             mark = "ok" if status == "SUCCESS" else status
             self.echo(f"[{now - self.start:6.1f}s] {mark:>7} {task} ({now - began:.1f}s)")
             if status != "SUCCESS":
