@@ -167,6 +167,18 @@ class _Search:
         self.rows: list[dict[str, Any]] = []
         self.best: CvOutcome | None = None
         self.stopped_by_budget = False
+        self.prefix_trees: int | None = None  # see share_tree_prefixes
+        self._longest: dict[str, list[tuple[Any, np.ndarray]]] = {}
+
+    def share_tree_prefixes(self, longest: int) -> None:
+        """Score XGBoost grid points that differ only in n_estimators on one fit per fold.
+
+        Boosting appends trees and never changes earlier ones (the sampling of tree i depends only
+        on the seed and the trees before it), so a model of n trees is the first n trees of one of
+        ``longest`` trees: predicting with ``iteration_range=(0, n)`` gives the same scores as
+        fitting it (tested), for a third of the fits of the default grid.
+        """
+        self.prefix_trees = longest
 
     def trial(self, params: dict[str, Any]) -> float:
         start = time.perf_counter()
@@ -175,6 +187,8 @@ class _Search:
             outcome = cross_validate_early_stopping(
                 params, self.X, self.y, self.folds, cfg.seed, cfg.max_estimators, cfg.early_stopping_rounds
             )
+        elif self.prefix_trees is not None:
+            outcome = self._cross_validate_prefix(params)
         else:
             outcome = cross_validate(self.family, params, self.X, self.y, self.folds, self.cfg.seed)
         row = {
@@ -189,6 +203,25 @@ class _Search:
         if self.best is None or outcome.mean > self.best.mean:  # ties: the earliest trial stays
             self.best = outcome
         return outcome.mean
+
+    def _cross_validate_prefix(self, params: dict[str, Any]) -> CvOutcome:
+        """``cross_validate`` for XGBoost, from the fold models of the longest tree count."""
+        others = {k: v for k, v in params.items() if k != "n_estimators"}
+        key = repr(sorted(others.items()))
+        if key not in self._longest:
+            settings = {**others, "n_estimators": self.prefix_trees}
+            self._longest[key] = [
+                (fit_model("xgboost", settings, self.X[train], self.y[train], self.cfg.seed), valid)
+                for train, valid in fold_indices(self.folds)
+            ]
+        n_trees = int(params["n_estimators"])
+        oof = np.empty(len(self.y), dtype=np.float64)
+        scores = []
+        for model, valid in self._longest[key]:
+            margin = model.predict(self.X[valid], output_margin=True, iteration_range=(0, n_trees))
+            oof[valid] = np.asarray(margin, dtype=np.float64).reshape(-1)
+            scores.append(float(roc_auc_score(self.y[valid], oof[valid])))
+        return CvOutcome(scores, oof, dict(params))
 
     def result(self, strategy: str, budget: float | None) -> TuneResult:
         if self.best is None:
@@ -290,6 +323,8 @@ def _past(deadline: float | None) -> bool:
 def _run_grid(grid: dict[str, list[Any]], search: _Search, deadline: float | None) -> None:
     """Every combination in a stable order (keys sorted, values as listed), until the deadline."""
     names = sorted(grid)
+    if search.family == "xgboost" and len(grid.get("n_estimators", [])) > 1:
+        search.share_tree_prefixes(max(int(n) for n in grid["n_estimators"]))
     for values in itertools.product(*(grid[n] for n in names)):
         if search.rows and _past(deadline):
             search.stopped_by_budget = True

@@ -72,7 +72,7 @@ def bench_default_runs(workdir: Path) -> dict[str, Any]:
     """The default run twice on the same data: tasks in this venv, then in the pipeline image."""
     from components.config import Config
     from components.data import ensure_default_data
-    from pipelines.bench import train_locally
+    from pipelines.bench import describe_run, train_locally
 
     data = str(ensure_default_data(workdir / "data" / "marketing-2240").resolve())
     runs: dict[str, Any] = {}
@@ -91,40 +91,6 @@ def bench_default_runs(workdir: Path) -> dict[str, Any]:
     ratio = runs["docker"]["wall_seconds"] / runs["venv"]["wall_seconds"]
     print(f"default run, tasks in containers / in the venv: {ratio:.2f} (wall time)")
     return {**runs, "docker_over_venv": ratio}
-
-
-def describe_run(runner: str, run: Any) -> dict[str, Any]:
-    summary = run.summary
-    bodies = {k: v for k, v in summary["stage_seconds"].items() if v is not None}
-    rows = task_rows(bodies, run.task_seconds)
-    body_sum = sum(bodies.values())
-    print(
-        f"\ndefault run with tasks in the {runner}: {run.seconds:.1f} s wall, champion {summary['champion']},"
-        f" test ROC-AUC {summary['metrics']['test']['roc_auc']:.4f};"
-        f" wall / sum of stage bodies {run.seconds / body_sum:.2f}"
-    )
-    print(f"  {'task':<14}{'wall':>8}{'body':>8}{'start-up':>10}")
-    for name, wall, body in rows:
-        print(f"  {name:<14}{wall:>7.2f}s{body:>7.2f}s{wall - body:>9.2f}s")
-    registry = run.run_dir.parent / "registry"
-    version = summary["deployment"]["version"]
-    return {
-        "wall_seconds": run.seconds,
-        "sum_of_stage_bodies": body_sum,
-        "tasks": [{"task": n, "wall": w, "body": b} for n, w, b in rows],
-        "bundle": str(registry / summary["deployment"]["model_name"] / "versions" / version),
-    }
-
-
-def task_rows(bodies: dict[str, float], walls: dict[str, list[float]]) -> list[tuple[str, float, float]]:
-    """(stage, task wall, stage body) for each task. The three tuning tasks share the task name
-    'tune' in the runner's log: their walls are paired with the tune-* bodies by size."""
-    rows = []
-    for task, times in walls.items():
-        names = sorted((k for k in bodies if k == task or k.startswith(f"{task}-")), key=bodies.__getitem__)
-        for name, wall in zip(names, sorted(times), strict=False):
-            rows.append((name, wall, bodies[name]))
-    return rows
 
 
 def bench_serving_start(bundle: Path, workdir: Path) -> dict[str, Any]:

@@ -164,6 +164,26 @@ def test_xgboost_grid_runs(data):
     assert result.best_score > 0.8
 
 
+def test_a_tree_count_grid_scores_exactly_as_separate_fits(data):
+    """n_estimators points share one fit per fold (the longest): same fold scores and OOF log-odds
+    as fitting each count on its own, with sampling on (subsample, colsample_bytree)."""
+    from components import tune as T
+
+    X, y = data
+    grid = {"n_estimators": [15, 30, 40], "max_depth": [2, 3], "subsample": [0.8], "colsample_bytree": [0.7]}
+    shared = tune_family("xgboost", X, y, _cfg(strategy={"xgboost": "grid"}, grids={"xgboost": grid}))
+    folds = make_folds(np.asarray(y), 3, 7)
+    for index, row in shared.trials.iterrows():
+        params = {k: row[k] for k in grid}
+        params = {k: (int(v) if k in {"n_estimators", "max_depth"} else float(v)) for k, v in params.items()}
+        alone = T.cross_validate("xgboost", params, np.asarray(X, dtype=np.float64), np.asarray(y), folds, 7)
+        scores = [row[f"fold_{k + 1}_roc_auc"] for k in range(3)]
+        assert scores == pytest.approx(alone.fold_scores, abs=1e-12), index
+        if params == {**shared.best_params}:
+            np.testing.assert_allclose(shared.oof_logit, alone.oof_logit, rtol=1e-6, atol=1e-6)
+    assert len(shared.trials) == 6
+
+
 def test_errors_name_the_problem(data):
     X, y = data
     with pytest.raises(ValueError, match="'svm'"):
