@@ -83,6 +83,7 @@ constraints: $(STAMP)
 	  $(VENV)/bin/pip freeze --exclude-editable | grep -viE '^(setuptools|wheel|pip)=='; \
 	  $(PY) containers/requirements.py substitute-pins; \
 	  printf '%s\n' $(BUILD_PINS); } > containers/constraints.txt
+	$(PY) containers/requirements.py write
 
 ## kind-up: kind cluster + Kubeflow Pipelines standalone (pinned), port-forwarded to localhost:8080
 kind-up:

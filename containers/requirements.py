@@ -1,10 +1,13 @@
 """What a container image installs, read from pyproject.toml so that it cannot drift from the package.
 
     python requirements.py pipeline|serving       # requirement lines for pip install --requirement
+    python requirements.py write                  # containers/requirements-<image>.txt (make constraints)
     python requirements.py check pipeline|serving # pip check, minus what the image leaves out on purpose
     python requirements.py prune                  # drop the test suites named by drop_tests
     python requirements.py substitute-pins        # `make constraints`: substitutes at the originals' versions
 
+The builds install containers/requirements-<image>.txt, written from this (a test keeps them equal):
+a committed file, so the dependency layer is rebuilt only when the list or the pins change.
 The pipeline image installs every dependency of [project]; the serving image only the ones named in
 [tool.propensity.images].serving (what `propensity serve` imports). [tool.propensity.images].substitute
 swaps a distribution for a lighter one with the same import package (xgboost -> xgboost-cpu). The
@@ -114,6 +117,26 @@ def substitute_pins(pyproject: dict) -> list[str]:
     return [f"{new}=={version(old)}" for old, new in sorted(substitute.items())]
 
 
+def requirements_file(image: str) -> Path:
+    return Path(__file__).resolve().parent / f"requirements-{image}.txt"
+
+
+def file_text(pyproject: dict, image: str) -> str:
+    """The committed requirement file of ``image``: a header, then the lines."""
+    header = (
+        f"# What the {image} image installs (pip -r, with -c constraints.txt). Written by\n"
+        "# `python containers/requirements.py write` (make constraints) from pyproject.toml: do not edit.\n"
+    )
+    return header + "\n".join(image_requirements(pyproject, image)) + "\n"
+
+
+def write(pyproject: dict) -> int:
+    for image in IMAGES:
+        requirements_file(image).write_text(file_text(pyproject, image))
+        print(f"wrote {requirements_file(image)}")
+    return 0
+
+
 def find_pyproject() -> Path:
     """pyproject.toml in the working directory (the build stage), else the repository's."""
     here = Path("pyproject.toml")
@@ -125,6 +148,8 @@ def main(argv: list[str]) -> int:
     if argv == ["substitute-pins"]:
         print("\n".join(substitute_pins(pyproject)))
         return 0
+    if argv == ["write"]:
+        return write(pyproject)
     if argv == ["prune"]:
         return prune(pyproject)
     if len(argv) == 2 and argv[0] == "check":

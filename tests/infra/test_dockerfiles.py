@@ -189,9 +189,16 @@ def requirements_tool() -> ModuleType:
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_each_build_installs_its_own_list_and_checks_it(name: str) -> None:
     runs = " ".join(run for stage in parse_dockerfile(DOCKERFILES[name]) for run in args_of(stage, "RUN"))
-    assert f"python requirements.py {name} > requirements.txt" in runs
+    assert f"--constraint constraints.txt --requirement requirements-{name}.txt" in runs
     assert f"python requirements.py check {name}" in runs
     assert "python requirements.py prune" in runs
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_the_committed_requirement_files_are_what_pyproject_says(name: str) -> None:
+    tool = requirements_tool()
+    written = (REPO / "containers" / f"requirements-{name}.txt").read_text()
+    assert written == tool.file_text(PYPROJECT, name), "run: python containers/requirements.py write"
 
 
 def test_the_pipeline_image_installs_every_dependency_with_its_range() -> None:
