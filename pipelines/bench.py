@@ -67,10 +67,10 @@ def bench_default_run(workdir: Path) -> dict[str, Any]:
 
     data_dir = ensure_default_data(workdir / "data" / "marketing-2240")
     run = train_locally(Config(), str(data_dir.resolve()), workdir, "default")
-    return describe_run("venv", run)
+    return describe_run("the venv", run)
 
 
-def describe_run(runner: str, run: LocalRun) -> dict[str, Any]:
+def describe_run(where: str, run: LocalRun) -> dict[str, Any]:
     """Print and return a run's wall time and each task's wall beside its stage body."""
     summary = run.summary
     bodies = {k: v for k, v in summary["stage_seconds"].items() if v is not None}
@@ -78,7 +78,7 @@ def describe_run(runner: str, run: LocalRun) -> dict[str, Any]:
     body_sum = sum(bodies.values())
     test = summary["metrics"]["test"]
     print(
-        f"\ndefault run, tasks in the {runner}: {run.seconds:.1f} s wall (goal <= 30 s), champion"
+        f"\ndefault run, tasks in {where}: {run.seconds:.1f} s wall (goal <= 30 s), champion"
         f" {summary['champion']}, test ROC-AUC {test['roc_auc']:.4f}, F1 {test['f1']:.4f};"
         f" wall / sum of stage bodies {run.seconds / body_sum:.2f} (goal <= 1.6)"
     )

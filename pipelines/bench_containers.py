@@ -87,7 +87,7 @@ def bench_default_runs(workdir: Path) -> dict[str, Any]:
                 environment={"HOME": "/tmp"},
             )
         run = train_locally(Config(), data, workdir, f"default-{runner}", containers=plan)
-        runs[runner] = describe_run(runner, run)
+        runs[runner] = describe_run("containers" if plan else "the venv", run)
     ratio = runs["docker"]["wall_seconds"] / runs["venv"]["wall_seconds"]
     print(f"default run, tasks in containers / in the venv: {ratio:.2f} (wall time)")
     return {**runs, "docker_over_venv": ratio}

@@ -27,22 +27,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.conftest import FAST_OVERRIDES
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 3600
 RUN_TIMEOUT = 900
 USER_UID = 4242  # the "invoking user" when the tests run as root
 SERVING_UID = 4343  # an unrelated user the endpoint container runs as
-FAST_OVERRIDES = [
-    "tune.cv_folds=3",
-    "gate.min_f1=0.5",  # small test split: F1 moves by +-0.05 between seeds (see tests/conftest.py)
-    "tune.grids.xgboost={n_estimators: [150], max_depth: [3, 4], learning_rate: [0.05]}",
-    "tune.n_trials.logreg=3",
-    "tune.n_trials.mlp=2",
-    "explain.sample_size=80",
-    "explain.background_size=30",
-    "explain.top_dependence=3",
-]
-MODEL_NAME = "marketing-propensity"
+MODEL_NAME = "marketing-propensity"  # what FAST_OVERRIDES' runs register
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
