@@ -75,12 +75,24 @@ def split_xy(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarray
 
 
 @contextmanager
-def timed(artifact: HasMetadata) -> Iterator[None]:
-    """Record the stage's wall time on its main output, for the pipeline summary."""
+def timed(artifact: HasMetadata, limit_seconds: float | None = None) -> Iterator[None]:
+    """Record the stage's wall time on its main output, for the pipeline summary; with
+    ``limit_seconds``, end the task if its body runs longer.
+
+    The limit is faulthandler's watchdog: a C thread that needs no GIL, so it fires even when the
+    body is stuck inside a C extension; it prints where every thread was and exits the process, on
+    every runner (KFP has no per-task time-out of its own). The runners see a failed task.
+    """
+    import faulthandler
+
+    if limit_seconds:
+        faulthandler.dump_traceback_later(limit_seconds, exit=True)
     start = time.perf_counter()
     try:
         yield
     finally:
+        if limit_seconds:
+            faulthandler.cancel_dump_traceback_later()
         artifact.metadata["stage_seconds"] = round(time.perf_counter() - start, 3)
 
 

@@ -262,6 +262,8 @@ class Config:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     vertex: VertexConfig = field(default_factory=VertexConfig)
     model_name: str = ""  # registry model name; empty: "<dataset.name>-propensity"
+    # Every task's body is ended after this long (the log shows where it was); above the tuning budget.
+    task_timeout_seconds: float = 3600.0
 
     @property
     def registry_model_name(self) -> str:
@@ -385,6 +387,13 @@ def validate_config(config: Config) -> None:
     budget = config.tune.time_budget_seconds
     if budget is not None and budget < 0:
         raise ConfigError(f"tune.time_budget_seconds must be >= 0 (0 or null: no budget), got {budget}")
+    if not config.task_timeout_seconds > 0:
+        raise ConfigError(f"task_timeout_seconds must be > 0, got {config.task_timeout_seconds}")
+    if budget and config.task_timeout_seconds <= budget:
+        raise ConfigError(
+            f"task_timeout_seconds ({config.task_timeout_seconds:g}) must exceed tune.time_budget_seconds"
+            f" ({budget:g}): the tuning task would be ended before its budget is spent"
+        )
     if config.tune.early_stopping_rounds < 0 or config.tune.max_estimators < 1:
         raise ConfigError("tune.early_stopping_rounds must be >= 0 and tune.max_estimators >= 1")
     if config.features.derived not in {"auto", "marketing", "none"}:

@@ -51,7 +51,7 @@ def ingest(
     from components.ingest import read_table, validate
 
     config = Config.from_json(config_json)
-    with timed(dataset):
+    with timed(dataset, config.task_timeout_seconds):
         frame, sources = read_table(data_uri, spec=config.dataset)
         validated = validate(frame, config.dataset, source=data_uri)
         write_frame(validated.frame, dataset.path)
@@ -81,7 +81,7 @@ def split(
     from components.split import split_frame
 
     config = Config.from_json(config_json)
-    with timed(train):
+    with timed(train, config.task_timeout_seconds):
         parts = split_frame(read_frame(dataset.path), config.dataset.target, config.split)
         for artifact, frame in zip((train, test), parts, strict=True):
             write_frame(frame, artifact.path)
@@ -96,7 +96,7 @@ def features(train: Input[Dataset], config_json: str, transformer: Output[Model]
     from components.features import fit_transformer, save_transformer
 
     config = Config.from_json(config_json)
-    with timed(transformer):
+    with timed(transformer, config.task_timeout_seconds):
         fitted = fit_transformer(read_frame(train.path), config.dataset, config.features)
         save_transformer(fitted, transformer.path)
     transformer.metadata["n_features"] = len(fitted.feature_names)
@@ -125,7 +125,7 @@ def tune(
     from components.tune import family_budget, tune_family
 
     config = Config.from_json(config_json)
-    with timed(best_params):
+    with timed(best_params, config.task_timeout_seconds):
         raw, y = split_xy(read_frame(train.path), config.dataset.target)
         fitted = load_transformer(transformer.path)
         budget = family_budget(config.tune, family, config.tune.families)
@@ -179,7 +179,7 @@ def train(
     from components.train import collect_tuned
 
     config = Config.from_json(config_json)
-    with timed(models):
+    with timed(models, config.task_timeout_seconds):
         fitted = load_transformer(transformer.path)
         raw_train, y_train = split_xy(read_frame(train.path), config.dataset.target)
         tuned, folds = collect_tuned([read_json(artifact.path) for artifact in best_params], len(y_train))
@@ -215,7 +215,7 @@ def calibrate(
     from components.train import best_f1_threshold, threshold_stability
 
     config = Config.from_json(config_json)
-    with timed(calibration):
+    with timed(calibration, config.task_timeout_seconds):
         family = read_json(f"{models.path}/{INDEX_FILE}")["champion"]
         oof = load_oof(models.path)
         y, folds = oof["y"].to_numpy(dtype=int), oof["fold"].to_numpy(dtype=int)
@@ -275,7 +275,7 @@ def evaluate(
     from components.selection import evaluate_candidates, load_candidates
 
     config = Config.from_json(config_json)
-    with timed(evaluation):
+    with timed(evaluation, config.task_timeout_seconds):
         raw, y = split_xy(read_frame(test.path), config.dataset.target)
         X = load_transformer(transformer.path).transform(raw)
         report = evaluate_candidates(
@@ -308,7 +308,7 @@ def explain(
     from components.selection import load_champion
 
     config = Config.from_json(config_json)
-    with timed(importance):
+    with timed(importance, config.task_timeout_seconds):
         family, model = load_champion(models.path)
         fitted = load_transformer(transformer.path)
         raw_test, y_test = split_xy(read_frame(test.path), config.dataset.target)
@@ -343,7 +343,7 @@ def package(
     from components.selection import load_champion
 
     config = Config.from_json(config_json)
-    with timed(bundle):
+    with timed(bundle, config.task_timeout_seconds):
         family, model = load_champion(models.path)
         built = build_bundle(
             transformer=load_transformer(transformer.path),
@@ -386,7 +386,7 @@ def gate(
     from components.gate import decide
 
     config = Config.from_json(config_json)
-    with timed(decision):
+    with timed(decision, config.task_timeout_seconds):
         result = decide(read_json(evaluation.path), read_frame(test.path), config, registry_uri)
         write_json(result.to_dict(), decision.path)
         write_text(result.markdown, gate_report.path)
@@ -415,7 +415,7 @@ def deploy(
     from components.deploy import deploy_bundle
 
     config = Config.from_json(config_json)
-    with timed(deployment):
+    with timed(deployment, config.task_timeout_seconds):
         record = deploy_bundle(
             bundle.path, read_json(decision.path), config, registry_uri, deploy_target, run_name
         )

@@ -43,7 +43,7 @@ def score_batch(
     )
 
     config = Config.from_json(config_json)
-    with timed(predictions):
+    with timed(predictions, config.task_timeout_seconds):
         champion = load_champion(registry_uri, config.registry_model_name, model_ref)
         log_dir = local_directory(prediction_log_uri) if prediction_log_uri else None
         run = run_batch_scoring(batch_uri, champion, predictions.path, batch_take, write_csv, log_dir)
@@ -88,7 +88,7 @@ def business_value(
 
     config = Config.from_json(config_json)
     cost, revenue = config.monitoring.contact_cost, config.monitoring.revenue_per_conversion
-    with timed(business):
+    with timed(business, config.task_timeout_seconds):
         scored = read_predictions(predictions.path)
         target = read_json(model.path).get("target")
         ordered = rank_customers(scored, cost, revenue, target=target)
@@ -138,7 +138,7 @@ def check_drift(
 
     config = Config.from_json(config_json)
     monitoring, seed = config.monitoring, config.split.seed
-    with timed(drift):
+    with timed(drift, config.task_timeout_seconds):
         pinned = read_json(model.path)
         bundle = load_bundle(pinned["path"])
         reference = sample_rows(load_reference(pinned["path"]), monitoring.drift_sample_rows, seed)
@@ -191,7 +191,7 @@ def prepare_retraining(
     from components.drift import retraining_table
 
     config = Config.from_json(config_json)
-    with timed(retrain_data):
+    with timed(retrain_data, config.task_timeout_seconds):
         pinned = read_json(model.path)
         new_rows = read_frame(labelled.path)
         table, retrain_config = retraining_table(load_reference(pinned["path"]), new_rows, config)

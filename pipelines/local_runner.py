@@ -29,6 +29,8 @@ TASK_START = re.compile(r"Executing task '([^']+)'")
 TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 SKIPPED = re.compile(r"Skipping conditional task ([\w-]+)")
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+# faulthandler's first line when components.artifacts.timed ends a task at its time limit
+TASK_TIMEOUT = re.compile(r"^\s*Timeout \((\d+:\d\d:\d\d(?:\.\d+)?)\)!$")
 SUMMARY_OUTPUT = "pipeline_summary"
 # A whole local run's default limit: far above a real run here (about a minute), low enough that a
 # hung task fails CI with its name instead of using up the job's time.
@@ -190,6 +192,11 @@ class ProgressTracker:
             self.echo(f"[{now - self.start:6.1f}s] skipped {match.group(1)} (condition false)")
         elif match := ERROR_LINE.match(line):
             self.errors.append(f"{match.group(1)}: {match.group(2)}")
+        elif match := TASK_TIMEOUT.match(line):
+            self.errors.append(
+                f"TaskTimeout: its body ran past task_timeout_seconds ({match.group(1)}); the log shows"
+                " where each thread was"
+            )
 
     @property
     def running(self) -> list[str]:
