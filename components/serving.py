@@ -99,6 +99,7 @@ class ServeSettings:
     log_dir: Path | None = None
     token: str | None = None
     max_instances: int = 1000
+    accept_unknown_fields: bool = False  # ignore fields the training file never had instead of 422
     max_explain_instances: int = 100
     max_body_bytes: int = MAX_BODY_BYTES
     poll_seconds: float = 0.5
@@ -351,7 +352,7 @@ def load_model(
     reference = _reference(directory)
     meta = _registry_metadata(directory)
     digest = bundle_digest(directory)
-    schema = RequestSchema.from_bundle(bundle, settings.max_instances)
+    schema = RequestSchema.from_bundle(bundle, settings.max_instances, settings.accept_unknown_fields)
     candidates = [] if reference is None else reference.head(EXAMPLE_CANDIDATE_ROWS).to_dict("records")
     background = _background(bundle, reference)
     if len(background) == 0 and bundle.family != "xgboost":
@@ -878,7 +879,8 @@ class ServingApp:
         items = model.predictions(scored, params, explanations)
         if self.log_writer is not None:
             self.log_writer.put(_LogEntry(request_id, timestamp, model, parsed.instances, items))
-        return 200, orjson.dumps({"predictions": items}), []
+        extra = [(b"x-ignored-fields", ",".join(parsed.ignored).encode())] if parsed.ignored else []
+        return 200, orjson.dumps({"predictions": items}), extra
 
 
 def _score_and_explain(model: LoadedModel, parsed: ParsedRequest) -> tuple[Scored, list[dict[str, Any]]]:

@@ -11,7 +11,10 @@ Rules (each violation is a ``RequestError`` whose message names the instance ind
 - body: a JSON object with ``instances`` (1 to ``max_instances`` objects) and optional
   ``parameters``; nothing else. Invalid JSON is 400, a body over the size limit 413 (decided by the
   server, which reads the body), every other violation 422.
-- instance fields: the bundle's raw input columns and id columns; unknown fields are refused.
+- instance fields: the bundle's raw input columns and id columns. Other columns of the training file
+  (the ones the dataset spec drops, and the target) are accepted and ignored, so rows taken straight
+  from that file can be posted; the response names them in ``X-Ignored-Fields``. Any other field
+  is refused as unknown (a typo), unless the server accepts unknown fields (``accept_unknown``).
   A field is required unless training saw nulls in it (``nullable``); nullable fields may be
   null or left out (both mean missing, imputed as in training). Id columns, and schema columns
   the transformer does not read (e.g. dropped as constant), are optional.
@@ -231,9 +234,10 @@ def _date_problem(text: str, dayfirst: bool) -> str | None:
 
 @dataclass
 class ParsedRequest:
-    instances: list[dict[str, Any]]
+    instances: list[dict[str, Any]]  # as sent, less the ignored fields
     columns: dict[str, Sequence[Any]]  # model input column -> one value per instance
     parameters: Parameters
+    ignored: tuple[str, ...] = ()  # fields accepted and ignored (training-only columns), sorted
 
 
 @dataclass
@@ -245,7 +249,8 @@ class RequestSchema:
     id_columns: list[str] = field(default_factory=list)
     max_instances: int = 1000
     dayfirst: bool = True
-    not_inputs: dict[str, str] = field(default_factory=dict)  # training-file column -> why refused
+    ignorable: frozenset[str] = frozenset()  # training-file columns that are not inputs: ignored
+    accept_unknown: bool = False  # ignore every unknown field instead of refusing it
 
     def __post_init__(self) -> None:
         self.allowed = frozenset(self.fields)
@@ -257,7 +262,9 @@ class RequestSchema:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_bundle(cls, bundle: Any, max_instances: int = 1000) -> RequestSchema:
+    def from_bundle(
+        cls, bundle: Any, max_instances: int = 1000, accept_unknown: bool = False
+    ) -> RequestSchema:
         """Fields from ``bundle.input_schema``; transformer inputs missing from it get a kind from
         the transformer (numeric/categorical/date) and are nullable (imputed), so old bundles work.
         """
@@ -288,7 +295,8 @@ class RequestSchema:
             id_columns=id_columns,
             max_instances=max_instances,
             dayfirst=bool(getattr(transformer, "dayfirst", True)),
-            not_inputs=_not_inputs(schema, bundle.extra.get("config") or {}),
+            ignorable=_training_only_columns(schema, bundle.extra.get("config") or {}) - set(fields),
+            accept_unknown=accept_unknown,
         )
 
     # ------------------------------------------------------------------ parsing
@@ -307,8 +315,10 @@ class RequestSchema:
             raise request_error(422, names, "unknown top-level field (allowed: instances, parameters)")
         parameters = self.parse_parameters(payload.get("parameters"))
         instances = payload.get("instances")
-        columns = self.validate_instances(instances)
-        return ParsedRequest(instances, columns, parameters)
+        columns, ignored = self._validate(instances)
+        if ignored:  # rare: strip them so that the prediction log keeps inputs only
+            instances = [{k: v for k, v in instance.items() if k not in ignored} for instance in instances]
+        return ParsedRequest(instances, columns, parameters, tuple(sorted(ignored)))
 
     @staticmethod
     def parse_parameters(raw: Any) -> Parameters:
@@ -344,7 +354,11 @@ class RequestSchema:
         )
 
     def validate_instances(self, instances: Any) -> dict[str, Sequence[Any]]:
-        """Check every instance; return the model input columns (one list per column).
+        """Check every instance; return the model input columns (one list per column)."""
+        return self._validate(instances)[0]
+
+    def _validate(self, instances: Any) -> tuple[dict[str, Sequence[Any]], set[str]]:
+        """``validate_instances``, plus the names of the fields accepted and ignored.
 
         Structure first (objects, unknown and missing fields), then types column by column: a set
         lookup of each value's type (and one min/max for numbers) covers the common case; only a
@@ -360,7 +374,7 @@ class RequestSchema:
             raise request_error(
                 422, "instances", f"has {len(instances)} instances; at most {self.max_instances} per request"
             )
-        problems = self._structure_problems(instances)
+        problems, ignored = self._structure_problems(instances)
         if problems:
             raise RequestError(422, problems)
         rows = [tuple(map(instance.get, self._names)) for instance in instances]  # absent == null
@@ -377,10 +391,12 @@ class RequestSchema:
         if problems:
             problems.sort(key=lambda d: (d["instance"], d["field"]))
             raise RequestError(422, problems)
-        return {name: columns[self._position[name]] for name in self.model_columns}
+        return {name: columns[self._position[name]] for name in self.model_columns}, ignored
 
-    def _structure_problems(self, instances: list[Any]) -> list[dict[str, Any]]:
+    def _structure_problems(self, instances: list[Any]) -> tuple[list[dict[str, Any]], set[str]]:
+        """Problems (not objects, unknown or missing fields) and the ignored field names."""
         problems: list[dict[str, Any]] = []
+        ignored: set[str] = set()
         allowed, required = self.allowed, self.required
         valid_keys = None  # the key set of an instance already found valid (batches repeat it)
         for index, instance in enumerate(instances):
@@ -390,12 +406,14 @@ class RequestSchema:
             keys = instance.keys()
             if valid_keys is not None and keys == valid_keys:
                 continue
-            if keys <= allowed and required <= keys:
+            extra = keys - allowed
+            unknown = set() if self.accept_unknown else extra - self.ignorable
+            if not unknown and required <= keys:
                 valid_keys = keys
+                ignored |= extra
                 continue
-            if not keys <= allowed:
-                for name in sorted(keys - allowed):
-                    problems.append(_detail(name, self.not_inputs.get(name, "unknown field"), index))
+            for name in sorted(unknown):
+                problems.append(_detail(name, "unknown field", index))
             if not required <= keys:
                 for name in sorted(required - keys):
                     problems.append(
@@ -403,7 +421,7 @@ class RequestSchema:
                     )
             if len(problems) > MAX_LISTED_ERRORS * 5:
                 break
-        return problems
+        return problems, ignored
 
     # ------------------------------------------------------------------ model input
 
@@ -432,9 +450,12 @@ class RequestSchema:
         """JSON Schema of one instance (OpenAPI 3.1 dialect), exactly the rules above."""
         return {
             "type": "object",
-            "properties": {n: _property_schema(spec, self.dayfirst) for n, spec in self.fields.items()},
+            "properties": {
+                **{n: _property_schema(spec, self.dayfirst) for n, spec in self.fields.items()},
+                **{n: {"description": IGNORED_DESCRIPTION} for n in sorted(self.ignorable)},
+            },
             "required": sorted(self.required),
-            "additionalProperties": False,
+            "additionalProperties": self.accept_unknown,
         }
 
     def request_json_schema(self) -> dict[str, Any]:
@@ -525,17 +546,15 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _not_inputs(schema: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
-    """Columns of the training file that are not inputs, with a message that says so."""
+IGNORED_DESCRIPTION = "a training-file column that is not a model input: accepted and ignored"
+
+
+def _training_only_columns(schema: dict[str, Any], config: dict[str, Any]) -> frozenset[str]:
+    """Columns of the training file that are not model inputs: the dropped ones and the target."""
     dataset = config.get("dataset") or {}
     target = schema.get("target") or dataset.get("target")
-    reasons = {
-        str(c): "unknown field (dropped in training, not a model input: leave it out)"
-        for c in dataset.get("drop_columns") or []
-    }
-    if target:
-        reasons[str(target)] = "unknown field (it is the target the model predicts: leave it out)"
-    return reasons
+    columns = {str(c) for c in dataset.get("drop_columns") or []}
+    return frozenset(columns | {str(target)} if target else columns)
 
 
 def _transformer_kind(transformer: Any, name: str) -> str:

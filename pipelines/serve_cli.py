@@ -58,6 +58,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--no-prediction-log", action="store_true", help="do not log predictions")
     serve.add_argument("--max-instances", type=int, default=1000, help="instances per request")
+    serve.add_argument(
+        "--accept-unknown-fields",
+        action="store_true",
+        help="ignore instance fields the training file never had (default: 422 unknown field)",
+    )
     serve.add_argument("--max-explain-instances", type=int, default=100, help="with explain=true")
     serve.add_argument("--poll-seconds", type=float, default=0.5, help="how often the alias is checked")
     serve.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
@@ -92,6 +97,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         "token": _token(args, environ),
         "log_dir": _log_dir(args, environ, registry, model_name, storage_uri),
         "max_instances": _positive(args.max_instances, "--max-instances"),
+        "accept_unknown_fields": bool(args.accept_unknown_fields),
         "max_explain_instances": _positive(args.max_explain_instances, "--max-explain-instances"),
         "poll_seconds": _positive_seconds(args.poll_seconds),
         "access_log": not args.no_access_log,

@@ -428,13 +428,21 @@ def test_unseen_categories_and_allowed_nulls_are_accepted(served: dict[str, Any]
     assert all(0.0 <= item["probability"] <= 1.0 for item in items)
 
 
-def test_dropped_training_columns_are_refused_with_a_reason(served: dict[str, Any]) -> None:
-    frame = served["data"].head(2)
+def test_rows_straight_from_the_training_file_are_scored_and_its_extra_columns_named(
+    served: dict[str, Any],
+) -> None:
+    """Every column of the file (ids, the dropped Z_* columns, the target): 200, the same scores as
+    the bundle in process, the ignored columns named once in X-Ignored-Fields; a typo stays a 422."""
+    frame = served["data"].dropna().head(3)
     rows = [{c: to_json_value(v) for c, v in row.items()} for row in frame.to_dict("records")]
     response = post(served, {"instances": rows})
-    assert response.status_code == 422
-    assert "instances[0].Z_CostContact" in response.json()["error"]
-    assert "leave it out" in response.json()["error"]
+    assert response.status_code == 200, response.text
+    assert response.headers["x-ignored-fields"] == "Response,Z_CostContact,Z_Revenue"
+    probabilities, _ = served["bundle"].predict(frame)
+    np.testing.assert_allclose([i["probability"] for i in response.json()["predictions"]], probabilities)
+    assert "x-ignored-fields" not in post(served, served["example"]).headers
+    typo = post(served, {"instances": [{**rows[0], "Z_Revenu": 11}]})
+    assert typo.status_code == 422 and "instances[0].Z_Revenu: unknown field" in typo.json()["error"]
 
 
 # --------------------------------------------------------------------------- auth

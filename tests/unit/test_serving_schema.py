@@ -44,7 +44,9 @@ VALID = {
 }
 
 
-def make_schema(dayfirst: bool = True, max_instances: int = 10) -> RequestSchema:
+def make_schema(
+    dayfirst: bool = True, max_instances: int = 10, accept_unknown: bool = False
+) -> RequestSchema:
     transformer = SimpleNamespace(
         input_columns=MODEL_COLUMNS,
         dayfirst=dayfirst,
@@ -53,7 +55,7 @@ def make_schema(dayfirst: bool = True, max_instances: int = 10) -> RequestSchema
     )
     config = {"dataset": {"target": "Response", "drop_columns": ["Z_Revenue"]}}
     bundle = SimpleNamespace(transformer=transformer, input_schema=INPUT_SCHEMA, extra={"config": config})
-    return RequestSchema.from_bundle(bundle, max_instances=max_instances)
+    return RequestSchema.from_bundle(bundle, max_instances=max_instances, accept_unknown=accept_unknown)
 
 
 def body(*instances: dict[str, Any], parameters: Any = None) -> bytes:
@@ -70,6 +72,31 @@ def refusal(schema: RequestSchema, raw: bytes) -> RequestError:
 
 
 # --------------------------------------------------------------------------- accepted
+
+
+def test_rows_of_the_training_file_are_accepted_and_its_other_columns_ignored() -> None:
+    """The dropped columns and the target come with rows taken from the training file: accepted,
+    named once in ``ignored``, left out of the instances (the prediction log keeps inputs only)."""
+    schema = make_schema()
+    row = {**VALID, "Z_Revenue": 11, "Response": 1}
+    plain = schema.parse(body(VALID, VALID, VALID))
+    parsed = schema.parse(body(row, VALID, row))
+    assert parsed.ignored == ("Response", "Z_Revenue")
+    assert parsed.columns == plain.columns
+    assert parsed.instances == [VALID, VALID, VALID]
+    assert plain.ignored == ()
+    properties = schema.instance_json_schema()["properties"]
+    assert {"Z_Revenue", "Response"} <= set(properties)
+    assert schema.instance_json_schema()["additionalProperties"] is False
+
+
+def test_unknown_fields_are_ignored_only_when_the_server_says_so() -> None:
+    row = {**VALID, "Colour": "red"}
+    assert "instances[0].Colour: unknown field" in str(refusal(make_schema(), body(row)))
+    lenient = make_schema(accept_unknown=True)
+    parsed = lenient.parse(body(row))
+    assert parsed.ignored == ("Colour",) and parsed.instances == [VALID]
+    assert lenient.instance_json_schema()["additionalProperties"] is True
 
 
 def test_a_valid_request_gives_model_columns_in_transformer_order() -> None:
@@ -133,8 +160,7 @@ def test_parameters_are_read_with_defaults() -> None:
         ({"Joined": 20140301}, "instances[1].Joined: expected a date string"),
         ({"ID": [1]}, "instances[1].ID: expected a string or an integer"),
         ({"Colour": "red"}, "instances[1].Colour: unknown field"),
-        ({"Z_Revenue": 11}, "instances[1].Z_Revenue: unknown field (dropped in training"),
-        ({"Response": 1}, "instances[1].Response: unknown field (it is the target"),
+        ({"Z_Revenu": 11}, "instances[1].Z_Revenu: unknown field"),  # a typo of a dropped column
     ],
 )
 def test_wrong_values_name_the_instance_and_field(change: dict[str, Any], message: str) -> None:
