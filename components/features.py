@@ -295,6 +295,18 @@ class FeatureTransformer:
             return next(iter(lengths.values()), 0)
         return len(raw)
 
+    def use_compiled_encoder(self) -> str | None:
+        """Encode with the fitted steps compiled to numpy from now on (components.compiled_encoder);
+        returns None, or why they cannot be compiled (then the steps themselves stay in use)."""
+        from components.compiled_encoder import EncoderNotCompiled, compile_encoder
+
+        try:
+            self.compiled = compile_encoder(self)
+        except EncoderNotCompiled as exc:
+            self.compiled = None
+            return str(exc)
+        return None
+
     def numeric_block(self, numeric: Mapping[str, np.ndarray]) -> np.ndarray:
         """The kept numeric columns, heavy-tailed ones as ``log1p`` (see ``skewed_columns``)."""
         logged = set(getattr(self, "log_features", ()))  # bundles from before the log step have none
@@ -316,6 +328,14 @@ class FeatureTransformer:
         if self._check_columns(raw) == 0:
             return np.empty((0, len(self.feature_names)), dtype=np.float64)  # sklearn rejects 0 rows
         numeric, categorical = self.prepare(raw)
+        compiled = getattr(self, "compiled", None)
+        if compiled is not None:  # the endpoint's path: the same steps as numpy constants
+            return compiled.encode(
+                self.numeric_block(numeric) if self.numeric_pipeline is not None else None,
+                _object_block(categorical, self.categorical_features)
+                if self.categorical_pipeline is not None
+                else None,
+            )
         blocks = []
         with sklearn.config_context(assume_finite=True):
             if self.numeric_pipeline is not None:
@@ -326,6 +346,13 @@ class FeatureTransformer:
                 blocks.append(_apply_steps(self.categorical_pipeline, block))
         out = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
         return np.asarray(out, dtype=np.float64)
+
+
+def _object_block(columns: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
+    block = np.empty((len(columns[names[0]]) if names else 0, len(names)), dtype=object)
+    for j, name in enumerate(names):
+        block[:, j] = columns[name]
+    return block
 
 
 def _signed_log1p(values: np.ndarray) -> np.ndarray:
@@ -446,7 +473,7 @@ def _categorical_pipeline(cfg: FeatureConfig) -> Pipeline:
     return Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("onehot", onehot)])
 
 
-def _onehot_names(pipeline: Pipeline, columns: list[str]) -> tuple[list[str], list[str]]:
+def onehot_names(pipeline: Pipeline, columns: list[str]) -> tuple[list[str], list[str]]:
     """One-hot output names and the categorical column of each, in output order.
 
     Each column yields one output per kept category plus one shared output for its infrequent
@@ -525,7 +552,7 @@ def _fit_blocks(
         names += t.numeric_features
     if t.categorical_features:
         t.categorical_pipeline = _categorical_pipeline(cfg).fit(_stack(categorical, t.categorical_features))
-        names += _onehot_names(t.categorical_pipeline, t.categorical_features)[0]
+        names += onehot_names(t.categorical_pipeline, t.categorical_features)[0]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataValidationError(f"encoded feature name(s) {', '.join(duplicated)} clash; rename the column")
@@ -536,7 +563,7 @@ def _owners(t: FeatureTransformer) -> list[str]:
     """The prepared column behind each encoded feature, in output order."""
     owners = list(t.numeric_features)
     if t.categorical_pipeline is not None:
-        owners += _onehot_names(t.categorical_pipeline, t.categorical_features)[1]
+        owners += onehot_names(t.categorical_pipeline, t.categorical_features)[1]
     return owners
 
 

@@ -157,6 +157,7 @@ class LoadedModel:
     max_explain_instances: int = 100
     token_required: bool = False
     loaded_at: str = field(default_factory=utc_timestamp)
+    encoder: dict[str, Any] = field(default_factory=dict)  # compiled or not, and why (model info)
 
     @property
     def threshold(self) -> float:
@@ -260,6 +261,7 @@ class LoadedModel:
                 "kept": calibration.get("kept", bundle.temperature != 1.0),
                 "reason": calibration.get("reason", ""),
             },
+            "encoder": self.encoder,
             "input_schema": {
                 "fields": self.schema.describe_fields(),
                 "id_columns": self.schema.id_columns,
@@ -311,6 +313,18 @@ def raw_threshold(threshold: float, temperature: float) -> float:
     return 1.0 / (1.0 + math.exp(-temperature * _logit(threshold)))
 
 
+def _compile_encoder(bundle: ModelBundle, directory: Path) -> dict[str, Any]:
+    """Serve with the transformer's fitted steps compiled to numpy (components.compiled_encoder),
+    or, when they cannot be compiled, with the steps themselves and a log line saying why."""
+    from components.compiled_encoder import ENCODER_VERSION
+
+    reason = bundle.transformer.use_compiled_encoder()
+    if reason is None:
+        return {"compiled": True, "version": ENCODER_VERSION}
+    logger.warning("bundle %s: feature steps not compiled (%s); serving with scikit-learn", directory, reason)
+    return {"compiled": False, "reason": reason}
+
+
 def _reference(directory: Path) -> Any:
     """The bundle's reference sample, or None for a bundle written without one."""
     try:
@@ -349,6 +363,7 @@ def load_model(
     """
     directory = Path(directory)
     bundle = load_bundle(directory)  # checksums first, allow-listed types only
+    encoder = _compile_encoder(bundle, directory)
     reference = _reference(directory)
     meta = _registry_metadata(directory)
     digest = bundle_digest(directory)
@@ -367,6 +382,7 @@ def load_model(
         source=str(directory),
         schema=schema,
         background=background,
+        encoder=encoder,
         raw_threshold=raw_threshold(float(bundle.threshold), float(bundle.temperature)),
         example=schema.example_instance(candidates, bundle.extra.get("reference_stats") or {}),
         routes=(settings.health_route, settings.predict_route),

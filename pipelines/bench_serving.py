@@ -252,8 +252,38 @@ def bench_serving(
                 results["cases"][case.name] = _run_case(model, port, case, scale)
         finally:
             stop_server(process)
+    results["encoder"] = bench_encoder(model)
     print(format_table(results))
+    enc = results["encoder"]
+    print(
+        f"  one row through the feature transformer, in process: fitted scikit-learn steps"
+        f" {enc['sklearn_ms']:.3f} ms, compiled encoder {enc['compiled_ms']:.3f} ms"
+        f" (compiled / sklearn {enc['compiled_over_sklearn']:.2f}; the endpoint serves {enc['served']})"
+    )
     return results
+
+
+def bench_encoder(model: Any, calls: int = 2000) -> dict[str, Any]:
+    """One example row through ``transformer.transform``: compiled encoder vs the fitted steps."""
+    transformer = model.bundle.transformer
+    columns = model.schema.validate_instances([model.example])
+    row = model.schema.model_arrays(columns)
+    compiled = transformer.compiled
+    timings = {}
+    try:
+        for name, encoder in (("sklearn_ms", None), ("compiled_ms", compiled)):
+            transformer.compiled = encoder
+            if name == "compiled_ms" and encoder is None:
+                timings[name] = float("nan")
+                continue
+            timings[name] = _timed(lambda: transformer.transform(row), calls, 30.0)["p50_ms"]
+    finally:
+        transformer.compiled = compiled
+    return {
+        **timings,
+        "compiled_over_sklearn": timings["compiled_ms"] / timings["sklearn_ms"],
+        "served": "compiled" if compiled is not None else "scikit-learn steps",
+    }
 
 
 def _run_case(model: Any, port: int, case: Case, scale: float) -> dict[str, Any]:
