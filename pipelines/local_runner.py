@@ -28,6 +28,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TASK_START = re.compile(r"Executing task '([^']+)'")
 TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 SKIPPED = re.compile(r"Skipping conditional task ([\w-]+)")
+# The executor's own last line in a task. kfp 2.17's local runner can drop the "finished" line of a
+# task that ends beside a parallel sibling (seen with the three tune tasks), so this one counts too.
+TASK_OUTPUT = re.compile(r"Wrote executor output file to \S*/([\w-]+)/executor_output\.json")
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 # faulthandler's first line when components.artifacts.timed ends a task at its time limit
 TASK_TIMEOUT = re.compile(r"^\s*Timeout \((\d+:\d\d:\d\d(?:\.\d+)?)\)!$")
@@ -172,6 +175,7 @@ class ProgressTracker:
         self.start = start
         self.started: dict[str, list[float]] = {}
         self.finished: dict[str, list[float]] = {}
+        self._ended_early: dict[str, int] = {}  # tasks already ended by their executor output line
         self.errors: list[str] = []
         self.failed_task: str | None = None
 
@@ -180,14 +184,19 @@ class ProgressTracker:
         if match := TASK_START.search(line):
             self.started.setdefault(match.group(1), []).append(now)
             self.echo(f"[{now - self.start:6.1f}s] > {match.group(1)}")
+        elif match := TASK_OUTPUT.search(line):
+            task = match.group(1)
+            if self.started.get(task):
+                self._ended_early[task] = self._ended_early.get(task, 0) + 1
+                self._end(task, "SUCCESS", now)
         elif match := TASK_END.search(line):
             task, status = match.groups()
-            began = self.started.get(task, [now]).pop(0) if self.started.get(task) else now
-            self.finished.setdefault(task, []).append(now - began)
-            mark = "ok" if status == "SUCCESS" else status
-            self.echo(f"[{now - self.start:6.1f}s] {mark:>7} {task} ({now - began:.1f}s)")
-            if status != "SUCCESS":
-                self.failed_task = task
+            if self._ended_early.get(task):
+                self._ended_early[task] -= 1
+                if status == "SUCCESS":
+                    return
+                self.started.setdefault(task, []).append(now)  # reported ok, then failed after all
+            self._end(task, status, now)
         elif match := SKIPPED.search(line):
             self.echo(f"[{now - self.start:6.1f}s] skipped {match.group(1)} (condition false)")
         elif match := ERROR_LINE.match(line):
@@ -197,6 +206,14 @@ class ProgressTracker:
                 f"TaskTimeout: its body ran past task_timeout_seconds ({match.group(1)}); the log shows"
                 " where each thread was"
             )
+
+    def _end(self, task: str, status: str, now: float) -> None:
+        began = self.started[task].pop(0) if self.started.get(task) else now
+        self.finished.setdefault(task, []).append(now - began)
+        mark = "ok" if status == "SUCCESS" else status
+        self.echo(f"[{now - self.start:6.1f}s] {mark:>7} {task} ({now - began:.1f}s)")
+        if status != "SUCCESS":
+            self.failed_task = task
 
     @property
     def running(self) -> list[str]:
