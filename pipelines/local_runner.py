@@ -112,6 +112,7 @@ def run_pipeline_locally(
                 log.write(line)
                 tracker.feed(ANSI.sub("", line.rstrip("\n")))
             code = child.wait()
+            tracker.flush()
             finished = code == 0 and not watchdog.fired
         finally:
             watchdog.cancel()
@@ -175,27 +176,27 @@ class ProgressTracker:
         self.start = start
         self.started: dict[str, list[float]] = {}
         self.finished: dict[str, list[float]] = {}
-        self._ended_early: dict[str, int] = {}  # tasks already ended by their executor output line
+        self._outputs: dict[str, list[float]] = {}  # executor output lines not yet followed by an end
+        self._ended_early: dict[str, int] = {}  # tasks ended at their output line (end line missing)
         self.errors: list[str] = []
         self.failed_task: str | None = None
 
     def feed(self, line: str) -> None:
         now = time.perf_counter()
         if match := TASK_START.search(line):
+            self.flush()
             self.started.setdefault(match.group(1), []).append(now)
             self.echo(f"[{now - self.start:6.1f}s] > {match.group(1)}")
         elif match := TASK_OUTPUT.search(line):
-            task = match.group(1)
-            if self.started.get(task):
-                self._ended_early[task] = self._ended_early.get(task, 0) + 1
-                self._end(task, "SUCCESS", now)
+            if self.started.get(match.group(1)):
+                self._outputs.setdefault(match.group(1), []).append(now)
         elif match := TASK_END.search(line):
             task, status = match.groups()
-            if self._ended_early.get(task):
-                self._ended_early[task] -= 1
-                if status == "SUCCESS":
-                    return
-                self.started.setdefault(task, []).append(now)  # reported ok, then failed after all
+            if self._ended_early.get(task) and status == "SUCCESS":
+                self._ended_early[task] -= 1  # already ended at its output line
+                return
+            if self._outputs.get(task):
+                self._outputs[task].pop(0)
             self._end(task, status, now)
         elif match := SKIPPED.search(line):
             self.echo(f"[{now - self.start:6.1f}s] skipped {match.group(1)} (condition false)")
@@ -206,6 +207,15 @@ class ProgressTracker:
                 f"TaskTimeout: its body ran past task_timeout_seconds ({match.group(1)}); the log shows"
                 " where each thread was"
             )
+
+    def flush(self) -> None:
+        """End, at their output line, the tasks whose end line has not come (see TASK_OUTPUT):
+        called when another task starts and when the run is over."""
+        for task, times in self._outputs.items():
+            for at in times:
+                self._ended_early[task] = self._ended_early.get(task, 0) + 1
+                self._end(task, "SUCCESS", at)
+            times.clear()
 
     def _end(self, task: str, status: str, now: float) -> None:
         began = self.started[task].pop(0) if self.started.get(task) else now
