@@ -17,7 +17,10 @@ behind an explicit allow-list of types.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +136,38 @@ def coerce_datetime(values: pd.Series | np.ndarray, date_format: str | None, day
 
 
 def _parse_mixed(raw: np.ndarray, dayfirst: bool) -> np.ndarray:
+    if len(raw) <= FAST_DATE_ROWS:  # the endpoint's requests: a few strings, often repeated
+        fast = [_fast_date(v, dayfirst) if type(v) is str else None for v in raw]
+        if None not in fast:
+            return np.array(fast, dtype="datetime64[ns]")
     parsed = pd.to_datetime(raw, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
     return parsed.tz_convert(None).to_numpy()
+
+
+FAST_DATE_ROWS = 64
+_FAST_ISO = re.compile(r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)?)?$")
+_FAST_NUMERIC = re.compile(r"^(\d{1,2})([-/.])(\d{1,2})\2(\d{4})$")
+
+
+@functools.lru_cache(maxsize=8192)
+def _fast_date(text: str, dayfirst: bool) -> np.datetime64 | None:
+    """One date string as pandas' "mixed" parser reads it (as a naive UTC instant), for the
+    shapes the endpoint accepts (ISO dates and date-times, DD-MM-YYYY or MM-DD-YYYY); None for
+    anything else, which then goes to pandas (tests/unit/test_features.py holds them equal)."""
+    try:
+        if _FAST_ISO.match(text):
+            moment = datetime.fromisoformat(text.replace(" ", "T"))
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(UTC).replace(tzinfo=None)
+            return np.datetime64(moment, "ns")
+        match = _FAST_NUMERIC.match(text)
+        if match:
+            first, _, second, year = match.groups()
+            day, month = (first, second) if dayfirst else (second, first)
+            return np.datetime64(datetime(int(year), int(month), int(day)), "ns")
+    except ValueError:  # 30 February and the like: pandas decides (NaT)
+        return None
+    return None
 
 
 def _days_before(dates: np.ndarray, reference: pd.Timestamp) -> np.ndarray:

@@ -421,3 +421,40 @@ def test_heavy_tailed_money_columns_are_log_scaled_and_flags_are_not() -> None:
     assert off.log_features == []
     one = t.transform({"spend": [-5.0], "age": [40.0], "flag": [1]})  # unseen negative: still finite
     assert np.all(np.isfinite(one))
+
+
+DATE_SHAPES = [
+    "2014-03-01",
+    "2014-03-01T10:20",
+    "2014-03-01 10:20:30",
+    "2014-03-01T10:20:30.123456",
+    "2014-03-01T23:30:00Z",
+    "2014-03-01T00:30:00+01:00",
+    "2014-03-01T00:30:00+0100",
+    "2014-03-01T20:00:00-05:30",
+    "03-04-2013",
+    "3/4/2013",
+    "03.04.2013",
+    "31-12-1999",
+    "2014-02-30",  # not a date: pandas decides (NaT)
+    "12-31-1999",  # month 31 when day first: pandas decides
+]
+
+
+@pytest.mark.parametrize("dayfirst", [True, False])
+def test_the_fast_date_path_reads_every_accepted_shape_as_pandas_does(dayfirst: bool) -> None:
+    """The endpoint's small requests skip pandas for dates; the results must be pandas' own."""
+    from components import features as F
+
+    for text in DATE_SHAPES:
+        raw = np.array([text], dtype=object)
+        expected = pd.to_datetime(raw, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
+        expected = expected.tz_convert(None).to_numpy()
+        got = F._parse_mixed(raw, dayfirst)
+        assert got.dtype == expected.dtype, text
+        assert got.astype("int64").tolist() == expected.astype("int64").tolist(), text  # NaT included
+    assert F._fast_date("2014-03-01T00:30:00+01:00", dayfirst) is not None  # the fast path ran
+    mixed = np.array([*DATE_SHAPES[:4], None], dtype=object)  # a null sends the column to pandas
+    expected = pd.to_datetime(mixed, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
+    got = F._parse_mixed(mixed, dayfirst).astype("int64").tolist()
+    assert got == expected.tz_convert(None).to_numpy().astype("int64").tolist()
