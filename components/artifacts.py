@@ -81,7 +81,8 @@ def timed(artifact: HasMetadata, limit_seconds: float | None = None) -> Iterator
 
     The limit is faulthandler's watchdog: a C thread that needs no GIL, so it fires even when the
     body is stuck inside a C extension; it prints where every thread was and exits the process, on
-    every runner (KFP has no per-task time-out of its own). The runners see a failed task.
+    every runner (KFP has no per-task time-out of its own). The runners see a failed task. It is
+    one watchdog per process: meant for a task's one body, not for nested or concurrent blocks.
     """
     import faulthandler
 

@@ -123,8 +123,8 @@ def _compile_categorical(pipeline: Any, columns: list[str]) -> CategoricalSteps 
     imputer, onehot = _steps(pipeline, ("SimpleImputer", "OneHotEncoder"))
     if imputer.strategy != "most_frequent" or getattr(imputer, "add_indicator", False):
         raise EncoderNotCompiled(f"categorical imputer strategy {imputer.strategy!r} with indicator")
-    if onehot.drop is not None:
-        raise EncoderNotCompiled(f"one-hot drop={onehot.drop!r}")
+    if onehot.drop is not None or onehot.handle_unknown == "error":
+        raise EncoderNotCompiled(f"one-hot drop={onehot.drop!r}, handle_unknown={onehot.handle_unknown!r}")
     fill = tuple(str(v) for v in imputer.statistics_)
     if len(columns) != len(fill):
         raise EncoderNotCompiled("categorical columns and imputer statistics are out of step")

@@ -145,6 +145,7 @@ def _parse_mixed(raw: np.ndarray, dayfirst: bool) -> np.ndarray:
 
 
 FAST_DATE_ROWS = 64
+FAST_DATE_YEARS = (1678, 2261)  # strictly inside what datetime64[ns] holds (1677-09-21 to 2262-04-11)
 _FAST_ISO = re.compile(r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)?)?$")
 _FAST_NUMERIC = re.compile(r"^(\d{1,2})([-/.])(\d{1,2})\2(\d{4})$")
 
@@ -159,15 +160,17 @@ def _fast_date(text: str, dayfirst: bool) -> np.datetime64 | None:
             moment = datetime.fromisoformat(text.replace(" ", "T"))
             if moment.tzinfo is not None:
                 moment = moment.astimezone(UTC).replace(tzinfo=None)
-            return np.datetime64(moment, "ns")
-        match = _FAST_NUMERIC.match(text)
-        if match:
+        elif match := _FAST_NUMERIC.match(text):
             first, _, second, year = match.groups()
             day, month = (first, second) if dayfirst else (second, first)
-            return np.datetime64(datetime(int(year), int(month), int(day)), "ns")
-    except ValueError:  # 30 February and the like: pandas decides (NaT)
+            moment = datetime(int(year), int(month), int(day))
+        else:
+            return None
+    except (ValueError, OverflowError):  # 30 February and the like: pandas decides (NaT)
         return None
-    return None
+    if not FAST_DATE_YEARS[0] <= moment.year <= FAST_DATE_YEARS[1]:
+        return None  # datetime64[ns] would wrap around; pandas gives NaT or its own answer
+    return np.datetime64(moment, "ns")
 
 
 def _days_before(dates: np.ndarray, reference: pd.Timestamp) -> np.ndarray:
@@ -338,6 +341,9 @@ class FeatureTransformer:
         except EncoderNotCompiled as exc:
             self.compiled = None
             return str(exc)
+        except Exception as exc:  # steps of a kind the probes do not expect: keep them
+            self.compiled = None
+            return f"{type(exc).__name__}: {exc}"
         return None
 
     def numeric_block(self, numeric: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -516,9 +522,8 @@ def onehot_names(pipeline: Pipeline, columns: list[str]) -> tuple[list[str], lis
     onehot: OneHotEncoder = pipeline.named_steps["onehot"]
     names = [str(n) for n in onehot.get_feature_names_out(columns)]
     owners: list[str] = []
-    for column, categories, rare in zip(
-        columns, onehot.categories_, onehot.infrequent_categories_, strict=True
-    ):
+    rare_lists = getattr(onehot, "infrequent_categories_", None) or [None] * len(columns)  # no grouping
+    for column, categories, rare in zip(columns, onehot.categories_, rare_lists, strict=True):
         owners.extend([column] * (len(categories) - (len(rare) - 1 if rare is not None else 0)))
     if len(owners) != len(names):
         raise RuntimeError("one-hot feature names and their columns are out of step")

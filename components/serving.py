@@ -895,8 +895,28 @@ class ServingApp:
         items = model.predictions(scored, params, explanations)
         if self.log_writer is not None:
             self.log_writer.put(_LogEntry(request_id, timestamp, model, parsed.instances, items))
-        extra = [(b"x-ignored-fields", ",".join(parsed.ignored).encode())] if parsed.ignored else []
+        extra = [(b"x-ignored-fields", ignored_fields_header(parsed.ignored))] if parsed.ignored else []
         return 200, orjson.dumps({"predictions": items}), extra
+
+
+IGNORED_HEADER_LIMIT = 1024  # bytes: proxies and load balancers refuse long headers
+
+
+def ignored_fields_header(names: Sequence[str]) -> bytes:
+    """The ignored field names, percent-encoded (a client's key may hold commas or newlines),
+    comma-separated, cut to IGNORED_HEADER_LIMIT with a count of the rest."""
+    from urllib.parse import quote
+
+    kept: list[str] = []
+    size = 0
+    for name in names:
+        encoded = quote(name, safe="")
+        if size + len(encoded) + 1 > IGNORED_HEADER_LIMIT:
+            kept.append(f"...{len(names) - len(kept)}-more")
+            break
+        kept.append(encoded)
+        size += len(encoded) + 1
+    return ",".join(kept).encode("ascii")
 
 
 def _score_and_explain(model: LoadedModel, parsed: ParsedRequest) -> tuple[Scored, list[dict[str, Any]]]:

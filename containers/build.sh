@@ -30,14 +30,16 @@ elif docker image inspect "$official" >/dev/null 2>&1 || docker pull --quiet "$o
 else
   echo "the official base $official cannot be pulled (no registry reachable): using the stand-in $STANDIN_IMAGE"
   standin_start=$(date +%s.%N)
-  STANDIN_IMAGE=$STANDIN_IMAGE bash containers/base/standin.sh ${NO_CACHE:+--force}
+  force=()
+  [[ "${NO_CACHE:-0}" == 0 ]] || force=(--force)
+  STANDIN_IMAGE=$STANDIN_IMAGE bash containers/base/standin.sh ${force[@]+"${force[@]}"}
   standin_seconds=$(awk -v s="$standin_start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
   base=$STANDIN_IMAGE kind=standin
 fi
 
 options=()
 [[ -z "${DOCKER_PLATFORM:-}" ]] || options+=(--platform "$DOCKER_PLATFORM")
-[[ -z "${NO_CACHE:-}" ]] || options+=(--no-cache)
+[[ "${NO_CACHE:-0}" == 0 ]] || options+=(--no-cache)
 mkdir -p build "$(dirname "$RECORD")"
 entries=()
 for target in "${targets[@]}"; do
@@ -49,7 +51,7 @@ for target in "${targets[@]}"; do
   log=build/image-$target.log
   echo "building $tag on $kind base $base (log: $log) ..."
   start=$(date +%s.%N)
-  if ! docker build --network host "${options[@]}" --build-arg "BASE_IMAGE=$base" \
+  if ! docker build --network host ${options[@]+"${options[@]}"} --build-arg "BASE_IMAGE=$base" \
       --label "org.propensity.base=$base" --label "org.propensity.base.kind=$kind" \
       --file "containers/$target/Dockerfile" --tag "$tag" . >"$log" 2>&1; then
     tail -25 "$log" >&2
@@ -63,4 +65,4 @@ for target in "${targets[@]}"; do
 done
 joined=$(IFS=,; echo "${entries[*]}")
 printf '{"base": "%s", "base_kind": "%s", "standin_seconds": %s, "no_cache": %s, "images": {%s}}\n' \
-  "$base" "$kind" "${standin_seconds:-null}" "$([[ -n "${NO_CACHE:-}" ]] && echo true || echo false)" "$joined" >"$RECORD"
+  "$base" "$kind" "${standin_seconds:-null}" "$([[ "${NO_CACHE:-0}" != 0 ]] && echo true || echo false)" "$joined" >"$RECORD"

@@ -134,6 +134,7 @@ def same_path_mounts(
     A read-write path must be a folder that exists or can be made (a registry, a log); a read-only
     one must exist (the data). Paths inside an earlier mount are covered by it.
     """
+    workdir.mkdir(parents=True, exist_ok=True)  # a bind mount of a missing folder fails
     mounts: list[tuple[str, bool]] = [(str(workdir), False)]
     wanted = [(p, True) for p in read_only] + [(p, False) for p in read_write]
     for raw, ro in wanted:
@@ -192,9 +193,12 @@ def remove_run_containers(run_label: str) -> int:
     """Force-remove every container of this run still there (after a time-out or an interrupt)."""
     client = docker_client()
     try:
+        import docker.errors
+
         containers = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_label}"})
         for container in containers:
-            container.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):  # it ended and went meanwhile
+                container.remove(force=True)
         return len(containers)
     finally:
         client.close()

@@ -138,9 +138,14 @@ def _stop_child(child: subprocess.Popen[str]) -> None:
 
 
 def _remove_containers(containers: ContainerPlan, echo: Callable[[str], None]) -> None:
+    """Best effort: a failure here must not hide why the run stopped."""
     from pipelines.containers import remove_run_containers
 
-    removed = remove_run_containers(containers.run_label)
+    try:
+        removed = remove_run_containers(containers.run_label)
+    except Exception as exc:  # the engine went away, or refused
+        echo(f"could not remove the stopped run's task containers ({exc}); label {containers.run_label}")
+        return
     if removed:
         echo(f"removed {removed} task container(s) of the stopped run")
 

@@ -109,3 +109,20 @@ def test_steps_it_does_not_know_are_refused_and_the_fitted_steps_stay(marketing)
     assert reason and "StandardScaler" in reason and save_path_free.compiled is None
     assert fitted.use_compiled_encoder() is None
     fitted.compiled = None
+
+
+def test_an_encoder_the_probes_cannot_handle_falls_back_instead_of_failing(marketing) -> None:
+    frame, _ = marketing
+    transformer = fit_transformer(frame, Config().dataset, Config().features)
+    transformer.categorical_pipeline.named_steps["onehot"].handle_unknown = "error"
+    reason = transformer.use_compiled_encoder()
+    assert reason and "handle_unknown='error'" in reason and transformer.compiled is None
+    np.testing.assert_allclose(transformer.transform(frame.head(5)), transformer.transform(frame.head(5)))
+
+
+def test_one_hot_without_rare_grouping_fits_and_compiles(marketing) -> None:
+    frame, _ = marketing
+    cfg = FeatureConfig(rare_category_min_frequency=0, max_categories=0)
+    transformer = fit_transformer(frame, Config().dataset, cfg)
+    compiled, expected = both_ways(transformer, frame.head(80))
+    np.testing.assert_allclose(compiled, expected, rtol=1e-12, atol=1e-12)

@@ -438,6 +438,10 @@ DATE_SHAPES = [
     "31-12-1999",
     "2014-02-30",  # not a date: pandas decides (NaT)
     "12-31-1999",  # month 31 when day first: pandas decides
+    "01-01-1500",  # outside datetime64[ns]: pandas decides (NaT), never a wrapped-around date
+    "9999-12-31",
+    "2263-01-01",
+    "1677-01-01T00:00:00Z",
 ]
 
 
@@ -458,3 +462,12 @@ def test_the_fast_date_path_reads_every_accepted_shape_as_pandas_does(dayfirst: 
     expected = pd.to_datetime(mixed, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
     got = F._parse_mixed(mixed, dayfirst).astype("int64").tolist()
     assert got == expected.tz_convert(None).to_numpy().astype("int64").tolist()
+
+
+def test_an_out_of_range_year_never_wraps_around_whatever_the_row_count() -> None:
+    from components import features as F
+
+    few = np.array(["01-01-1500", "12-05-2013"], dtype=object)
+    many = np.array(["01-01-1500", "12-05-2013"] * 40, dtype=object)
+    assert np.isnat(F._parse_mixed(few, True)[0]) and np.isnat(F._parse_mixed(many, True)[0])
+    assert F._parse_mixed(few, True)[1] == F._parse_mixed(many, True)[1] == np.datetime64("2013-05-12")

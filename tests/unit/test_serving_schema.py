@@ -315,3 +315,12 @@ def test_request_json_schema_agrees_with_the_validator() -> None:
         except RequestError:
             accepted = False
         assert accepted == valid, payload
+
+
+def test_the_ignored_fields_header_is_safe_for_any_client_key() -> None:
+    from components.serving import IGNORED_HEADER_LIMIT, ignored_fields_header
+
+    assert ignored_fields_header(["Response", "Z_Revenue"]) == b"Response,Z_Revenue"
+    assert ignored_fields_header(["a,b", "x\ny", "café"]) == b"a%2Cb,x%0Ay,caf%C3%A9"
+    many = ignored_fields_header([f"field_{i:04d}" for i in range(500)])
+    assert len(many) <= IGNORED_HEADER_LIMIT + 20 and many.endswith(b"-more")
