@@ -1,0 +1,1 @@
+"""propensity's building blocks, one package per subsystem (see the README's Layout)."""

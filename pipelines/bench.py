@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from components.config import Config, telco_config
+from components.shared.config import Config, telco_config
 
 if TYPE_CHECKING:
     from pipelines.containers import ContainerPlan
@@ -63,7 +63,7 @@ def train_locally(
 
 
 def bench_default_run(workdir: Path) -> dict[str, Any]:
-    from components.data import ensure_default_data
+    from components.data.synthetic import ensure_default_data
 
     data_dir = ensure_default_data(workdir / "data" / "marketing-2240")
     run = train_locally(Config(), str(data_dir.resolve()), workdir, "default")
@@ -109,7 +109,7 @@ def task_rows(bodies: dict[str, float], walls: dict[str, list[float]]) -> list[t
 
 
 def bench_telco(workdir: Path) -> dict[str, Any]:
-    from components.data import load_telco
+    from components.data.synthetic import load_telco
 
     data_path = workdir / "data" / "telco.parquet"
     data_path.parent.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,8 @@ def build_images(record: Path, no_cache: bool) -> dict[str, Any]:
 
 def bench_default_runs(workdir: Path) -> dict[str, Any]:
     """The default run twice on the same data: tasks in this venv, then in the pipeline image."""
-    from components.config import Config
-    from components.data import ensure_default_data
+    from components.data.synthetic import ensure_default_data
+    from components.shared.config import Config
     from pipelines.bench import describe_run, train_locally
 
     data = str(ensure_default_data(workdir / "data" / "marketing-2240").resolve())

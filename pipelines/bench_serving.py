@@ -231,8 +231,8 @@ def bench_serving(
 
     ``scale`` multiplies every time limit (e.g. 0.2 for a quick look).
     """
-    from components.registry import LocalRegistry
-    from components.serving import ServeSettings, limit_threads, load_model
+    from components.registry.local import LocalRegistry
+    from components.serving.endpoint import ServeSettings, limit_threads, load_model
 
     limit_threads()  # the in-process figures run with the server's thread settings
     registry_root = Path(registry_root).resolve()

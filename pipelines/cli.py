@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.config import PRESETS, Config, ConfigError
-from components.errors import BundleError, DataValidationError, RegistryError
+from components.shared.config import PRESETS, Config, ConfigError
+from components.shared.errors import BundleError, DataValidationError, RegistryError
 from pipelines.containers import ContainerError, add_runner_arguments
 from pipelines.local_runner import DEFAULT_TIMEOUT_SECONDS
 
@@ -184,8 +184,7 @@ def resolve_data(args: argparse.Namespace, config: Config, workdir: Path) -> str
         if not path.exists():
             raise DataValidationError(f"--data {args.data}: no such file or folder")
         return str(path)
-    from components import data
-
+    from components.data import synthetic as data
     if config.dataset.name == "telco":
         target = workdir / "data" / "telco" / "telco.parquet"
         if not target.exists():
@@ -287,8 +286,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from components import data
-
+    from components.data import synthetic as data
     frame = data.generate_marketing(rows=args.rows, seed=args.seed, drift=args.drift)
     out: Path = args.out
     if out.suffix == ".parquet":
@@ -304,7 +302,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from components.registry import LocalRegistry
+    from components.registry.local import LocalRegistry
 
     config = load_config(args)
     registry = LocalRegistry(args.registry.resolve())

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.errors import DataValidationError
+from components.shared.errors import DataValidationError
 
 DEFAULT_PIPELINE_IMAGE = "propensity-pipeline:local"
 RUN_LABEL = "org.propensity.run"

@@ -32,7 +32,7 @@ SKIPPED = re.compile(r"Skipping conditional task ([\w-]+)")
 # task that ends beside a parallel sibling (seen with the three tune tasks), so this one counts too.
 TASK_OUTPUT = re.compile(r"Wrote executor output file to \S*/([\w-]+)/executor_output\.json")
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
-# faulthandler's first line when components.artifacts.timed ends a task at its time limit
+# faulthandler's first line when components.shared.artifacts.timed ends a task at its time limit
 TASK_TIMEOUT = re.compile(r"^\s*Timeout \((\d+:\d\d:\d\d(?:\.\d+)?)\)!$")
 SUMMARY_OUTPUT = "pipeline_summary"
 # A whole local run's default limit: far above a real run here (about a minute), low enough that a

@@ -77,7 +77,7 @@ def _batch_uri(batch: str) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from components.scoring import load_champion, resolve_batch_uri
+    from components.batch.scoring import load_champion, resolve_batch_uri
     from pipelines.cli import code_version, load_config, local_run_dir, new_run_name
     from pipelines.containers import describe, plan_for
     from pipelines.local_runner import run_pipeline_locally
@@ -192,9 +192,9 @@ def _retrain_lines(retrain: dict[str, Any]) -> list[str]:
 def cmd_score(args: argparse.Namespace) -> int:
     import tempfile
 
-    from components.business import rank_customers
-    from components.report import markdown_table
-    from components.scoring import load_champion, run_batch_scoring
+    from components.batch.business import rank_customers
+    from components.batch.scoring import load_champion, run_batch_scoring
+    from components.shared.report import markdown_table
     from pipelines.cli import load_config
 
     config = load_config(args)

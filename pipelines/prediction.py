@@ -21,8 +21,8 @@ from typing import Any
 
 from kfp import dsl
 
-from components.config import Config
-from components.prediction_ops import build_prediction_ops
+from components.shared.config import Config
+from components.shells.prediction import build_prediction_ops
 from pipelines.training import DEFAULT_IMAGE, build_training_pipeline, configure_task
 
 PIPELINE_NAME = "propensity-prediction"

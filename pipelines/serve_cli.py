@@ -23,10 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.config import ConfigError
+from components.shared.config import ConfigError
 
 if TYPE_CHECKING:
-    from components.serving import ServeSettings
+    from components.serving.endpoint import ServeSettings
 
 DEFAULT_REGISTRY = Path(".propensity") / "registry"
 LOG_DIR_ENV = "PREDICTION_LOG_DIR"
@@ -71,7 +71,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from components.serving import configure_logging, run
+    from components.serving.endpoint import configure_logging, run
 
     settings = settings_from_args(args, os.environ)
     configure_logging(args.log_level)
@@ -81,7 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeSettings:
     """Flags over AIP_* variables over defaults (read here, at startup, never at import)."""
-    from components.serving import ServeSettings, settings_from_environment
+    from components.serving.endpoint import ServeSettings, settings_from_environment
 
     settings = settings_from_environment(ServeSettings(), environ)
     model_name = args.model_name or _config_model_name(args)
@@ -159,7 +159,7 @@ def _log_dir(
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry point (the same command the main CLI gets from ``add_commands``)."""
-    from components.errors import BundleError, RegistryError
+    from components.shared.errors import BundleError, RegistryError
 
     parser = argparse.ArgumentParser(prog="propensity")
     add_commands(parser.add_subparsers(dest="command", required=True))

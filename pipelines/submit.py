@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config import Config, ConfigError
+from components.shared.config import Config, ConfigError
 
 TARGETS = ("vertex", "kfp")
 DEPLOY_TARGETS = ("local", "vertex")
@@ -116,7 +116,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
-    from components.vertex import check_labels
+    from components.deploy.vertex import check_labels
 
     labels: dict[str, str] = {}
     for item in items:
@@ -133,7 +133,7 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 
 def _vertex_settings(config: Config, args: argparse.Namespace) -> Config:
     """Fill the config's ``vertex`` section from the flags (flags win) and check it can deploy."""
-    from components.vertex import vertex_config
+    from components.deploy.vertex import vertex_config
 
     vertex_config(config)  # ConfigError naming the missing section when this build has none
     data = config.to_dict()
@@ -174,7 +174,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
             raise ConfigError("--target vertex needs --pipeline-root gs://BUCKET/PATH")
         for flag, value in (("--pipeline-root", args.pipeline_root), ("--data", args.data)):
             _check_uri(flag, value, "Vertex AI")
-        from components.vertex import EXPERIMENT_RULE, valid_experiment
+        from components.deploy.vertex import EXPERIMENT_RULE, valid_experiment
 
         if args.experiment and not valid_experiment(args.experiment):
             raise ConfigError(f"--experiment {args.experiment!r}: {EXPERIMENT_RULE}")
@@ -216,7 +216,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         template = str(local_template := without_caching(local_template))
     labels: dict[str, str] = {}
     if target == "vertex":
-        from components.vertex import label_value
+        from components.deploy.vertex import label_value
 
         labels = {
             "pipeline": PIPELINE_NAME,

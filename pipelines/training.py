@@ -11,8 +11,8 @@ from typing import Any
 
 from kfp import dsl
 
-from components.config import Config
-from components.ops import build_ops
+from components.shared.config import Config
+from components.shells.training import build_ops
 
 PIPELINE_NAME = "propensity-training"
 DEFAULT_IMAGE = "propensity-pipeline:local"

@@ -46,7 +46,7 @@ class TrainedRegistry:
 
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
-    from components.data import generate_marketing
+    from components.data.synthetic import generate_marketing
     from pipelines.cli import main
 
     workdir = tmp_path_factory.mktemp("trained")

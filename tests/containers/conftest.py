@@ -167,7 +167,7 @@ class TrainedInContainers:
 @pytest.fixture(scope="session")
 def trained(images: BuiltImages, user: User, tmp_path_factory: pytest.TempPathFactory) -> TrainedInContainers:
     """`propensity run --runner docker` by ``user``, on data outside the work directory."""
-    from components.data import generate_marketing
+    from components.data.synthetic import generate_marketing
 
     root = tmp_path_factory.mktemp("trained-in-containers")
     _readable_by_everyone(root)

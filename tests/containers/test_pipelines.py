@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.bundle import load_bundle
+from components.model.bundle import load_bundle
 from pipelines.containers import RUN_LABEL
 from tests.containers.conftest import MODEL_NAME, BuiltImages, TrainedInContainers, User, fast_args
 
@@ -52,7 +52,7 @@ def test_the_bundle_trained_in_containers_predicts_like_it_does_in_this_venv(
 def test_the_prediction_pipeline_runs_in_containers_with_a_batch_outside_the_workdir(
     trained: TrainedInContainers, user: User, images: BuiltImages, tmp_path: Path
 ) -> None:
-    from components.data import generate_marketing
+    from components.data.synthetic import generate_marketing
 
     batch_dir = user.make_dir(tmp_path / "incoming")
     tmp_path.chmod(0o755)

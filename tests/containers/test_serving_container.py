@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import storage
-from components.bundle import load_bundle
-from components.prediction_log import PredictionLog
+from components.model.bundle import load_bundle
+from components.monitoring.prediction_log import PredictionLog
+from components.shared import gcs as storage
 from tests.containers.conftest import SERVING_UID, BuiltImages, TrainedInContainers
 from tests.gcs_emulator import GcsProxy, anonymous_client, free_port, running_emulator, running_proxy
 

@@ -243,7 +243,7 @@ def test_submit_step_dry_run_builds_the_request_vertex_would_get(
     """The submit step's own arguments, substituted, plus --dry-run: offline, no credentials."""
     import json
 
-    from components.config import ConfigError
+    from components.shared.config import ConfigError
 
     parser = submit_parser()
     argv = [substitute(arg, VALUES) for arg in cli_args("submit")]

@@ -290,7 +290,7 @@ def test_dockerignore_keeps_what_the_builds_copy_and_drops_the_rest() -> None:
     ):
         assert excluded_by_dockerignore(heavy, patterns), heavy
     assert excluded_by_dockerignore("components/__pycache__/ops.cpython-311.pyc", patterns)
-    assert not excluded_by_dockerignore("components/ops.py", patterns)
+    assert not excluded_by_dockerignore("components/shells/training.py", patterns)
 
 
 class _HealthHandler(http.server.BaseHTTPRequestHandler):

@@ -20,19 +20,19 @@ import pytest
 from google.api_core import exceptions
 from google.api_core.retry import Retry
 
-from components import storage
-from components.bundle import load_bundle
-from components.config import Config
-from components.deploy import deploy_bundle
-from components.errors import BundleError, DataValidationError, RegistryError
-from components.gcs_registry import GcsRegistry
-from components.ingest import read_table
-from components.registry import LocalRegistry
-from components.registry_access import open_registry, version_dir
-from components.vertex import VertexConfig
+from components.data.ingest import read_table
+from components.deploy.targets import deploy_bundle
+from components.deploy.vertex import VertexConfig
+from components.model.bundle import load_bundle
+from components.registry.gcs import GcsRegistry
+from components.registry.local import LocalRegistry
+from components.registry.uri import open_registry, version_dir
+from components.shared import gcs as storage
+from components.shared.config import Config
+from components.shared.errors import BundleError, DataValidationError, RegistryError
 from tests.conftest import FAST_OVERRIDES, TrainedRegistry
 from tests.gcs_emulator import GcsProxy, anonymous_client, running_emulator, running_proxy
-from tests.unit.test_vertex_deploy import FakeAiplatform
+from tests.unit.deploy.test_vertex import FakeAiplatform
 
 pytestmark = pytest.mark.integration
 MODEL = "marketing-propensity"
@@ -80,7 +80,7 @@ def scores(bundle: Any, frame: pd.DataFrame) -> np.ndarray:
 
 
 def test_read_table_from_a_gcs_file_and_a_folder_of_parts(gcs: Gcs, tmp_path: Path) -> None:
-    from components.data import generate_marketing
+    from components.data.synthetic import generate_marketing
 
     frame = generate_marketing(rows=300, seed=3)
     local = tmp_path / "customers.csv"

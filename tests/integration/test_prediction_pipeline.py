@@ -17,9 +17,9 @@ import pytest
 import yaml
 from kfp import compiler
 
-from components.data import generate_marketing
-from components.prediction_log import PredictionLog
-from components.registry import LocalRegistry
+from components.data.synthetic import generate_marketing
+from components.monitoring.prediction_log import PredictionLog
+from components.registry.local import LocalRegistry
 from pipelines.compile import validate_pipeline_yaml
 from pipelines.prediction import build_prediction_pipeline
 from tests.conftest import FAST_OVERRIDES, TrainedRegistry
@@ -217,7 +217,7 @@ def test_gcs_prefix_scores_its_newest_part(
     workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A gs:// prefix through a real GCS JSON API (the emulator): newest object by update time."""
-    from components.scoring import load_champion, run_batch_scoring
+    from components.batch.scoring import load_champion, run_batch_scoring
     from tests.gcs_emulator import anonymous_client, running_emulator
 
     newer, older = generate_marketing(rows=30, seed=41), generate_marketing(rows=20, seed=42)

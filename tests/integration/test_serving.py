@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.prediction_log import PredictionLog
-from components.registry import LocalRegistry
+from components.monitoring.prediction_log import PredictionLog
+from components.registry.local import LocalRegistry
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

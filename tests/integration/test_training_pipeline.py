@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from components import data
-from components.config import Config
-from components.registry import LocalRegistry
+from components.data import synthetic as data
+from components.registry.local import LocalRegistry
+from components.shared.config import Config
 from pipelines.cli import main
 from tests.conftest import fast_run_args
 

@@ -1,0 +1,1 @@
+"""The tables: the default synthetic data, the Telco loader, and reading and validating a user's table."""

@@ -1,0 +1,283 @@
+"""Deploy a registered bundle to Vertex AI: a Model Registry version, an endpoint, a traffic split.
+
+Written against the few calls of the ``google.cloud.aiplatform`` SDK listed in :class:`VertexSdk`
+(the module itself in production, a faithful fake in the tests), so the decisions here (which
+parent model, which aliases, how much traffic, what to undeploy) are tested without a cloud:
+
+1. ``Model.list`` finds the model by display name; the bundle is uploaded as a new version of it
+   (``parent_model``) or as the first version of a new model, with the serving image, the bundle's
+   gs:// directory as ``artifact_uri``, labels carrying the run id, and version aliases:
+   ``champion`` (plus the registry version, e.g. ``v0003``) for a full rollout, ``challenger`` for
+   a canary. Aliases are unique per model, so Vertex moves them from the previous version.
+2. ``Endpoint.list`` finds the endpoint, ``Endpoint.create`` makes it when missing.
+3. ``endpoint.deploy`` gives the new version 100% of the traffic, or the canary percentage (the
+   SDK scales the versions already serving down proportionally). A canary on an endpoint that
+   serves nothing yet is a full rollout: there is nothing to compare it with.
+4. Deployed models left with 0% traffic are undeployed (they cost replicas and serve nothing).
+
+No google-cloud import at module level: importing this module is cheap and needs no credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from components.shared.config import EXPERIMENT_RULE, VertexConfig, valid_experiment  # noqa: F401 - re-exported
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+DEFAULT_ALIAS = "default"  # Vertex's own alias of a model's default version
+_ALIAS_RE = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
+_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_RUN_RE = re.compile(r"[^a-z0-9-]+")
+
+
+class VertexSdk(Protocol):
+    """The subset of ``google.cloud.aiplatform`` used here (the module satisfies it).
+
+    ``Model.list(filter, project, location)``, ``Model.upload(...)``, ``Endpoint.list(...)``,
+    ``Endpoint.create(...)``; on an endpoint: ``traffic_split``, ``list_models()``,
+    ``deploy(...)``, ``undeploy(deployed_model_id)``; experiments: ``init``, ``start_run``,
+    ``log_params``, ``log_metrics``, ``end_run``.
+    """
+
+    Model: Any
+    Endpoint: Any
+
+    def init(self, **kwargs: Any) -> None: ...
+
+    def start_run(self, run: str, *, resume: bool = False) -> Any: ...
+
+    def log_params(self, params: dict[str, float | int | str]) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float | int | str]) -> None: ...
+
+    def end_run(self) -> None: ...
+
+
+def vertex_config(config: Any) -> VertexConfig:
+    """The ``vertex`` section of a Config, as a VertexConfig (ConfigError when the build has none)."""
+    from components.shared.config import ConfigError
+
+    section = getattr(config, "vertex", None)
+    if section is None:
+        raise ConfigError(
+            "deploy_target 'vertex' needs the config section 'vertex' "
+            "(project, location, serving_image, ...), which this configuration does not have"
+        )
+    return section if isinstance(section, VertexConfig) else VertexConfig(**asdict(section))
+
+
+@dataclass
+class VertexDeployment:
+    """What was done, for the deployment record and the pipeline's Vertex artifacts."""
+
+    model_resource_name: str  # projects/P/locations/L/models/ID
+    model_version_id: str
+    versioned_model_name: str  # ...models/ID@VERSION
+    endpoint_resource_name: str
+    deployed_model_id: str
+    traffic_split: dict[str, int]
+    aliases: list[str]
+    parent_model: str | None  # None: this was the first version of a new model
+    endpoint_created: bool
+    undeployed: list[str] = field(default_factory=list)
+    canary_percent: int = 0
+    location: str = ""
+
+    def model_uri(self) -> str:
+        return f"https://{self.location}-aiplatform.googleapis.com/v1/{self.versioned_model_name}"
+
+    def endpoint_uri(self) -> str:
+        return f"https://{self.location}-aiplatform.googleapis.com/v1/{self.endpoint_resource_name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def label_value(text: str) -> str:
+    """A GCP label value: lowercase letters, digits, '_' and '-', at most 63 characters."""
+    return re.sub(r"[^a-z0-9_-]", "-", str(text).lower())[:63]
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Refuse labels GCP would reject (named, instead of a 400 halfway through a deployment)."""
+    if len(labels) > 64:
+        raise ValueError(f"at most 64 labels are allowed, got {len(labels)}")
+    for key, value in labels.items():
+        if not _LABEL_KEY_RE.match(key):
+            raise ValueError(
+                f"label key {key!r}: a lowercase letter, then lowercase letters, digits, '_', '-' (<= 63)"
+            )
+        if not isinstance(value, str) or not _LABEL_VALUE_RE.match(value):
+            raise ValueError(f"label {key}={value!r}: lowercase letters, digits, '_' and '-', at most 63")
+    return labels
+
+
+def _check_aliases(aliases: list[str]) -> list[str]:
+    for alias in aliases:
+        if not _ALIAS_RE.match(alias):
+            raise ValueError(f"invalid Vertex version alias {alias!r}")
+    return aliases
+
+
+def _find_one(found: list[Any], kind: str, display_name: str) -> Any | None:
+    """The single resource with that display name, None if none; several is ambiguous: refuse."""
+    if len(found) > 1:
+        names = ", ".join(sorted(r.resource_name for r in found))
+        raise ValueError(f"several Vertex {kind}s are named {display_name!r} ({names}); rename or delete one")
+    return found[0] if found else None
+
+
+def _base_name(resource: str) -> str:
+    return resource.split("@", 1)[0]
+
+
+def deploy_model(
+    sdk: VertexSdk,
+    settings: VertexConfig,
+    model_name: str,
+    registry_version: str,
+    artifact_uri: str,
+    labels: dict[str, str],
+) -> VertexDeployment:
+    """Upload ``artifact_uri`` as a new model version, deploy it, and retire idle versions."""
+    settings.require_deployable()
+    if not artifact_uri.startswith("gs://"):
+        raise ValueError(f"Vertex AI reads model artifacts from GCS; {artifact_uri!r} is not a gs:// URI")
+    check_labels(labels)
+    where = {"project": settings.project, "location": settings.location}
+    endpoint_name = settings.endpoint_name or f"{model_name}-endpoint"
+
+    endpoint = _find_one(
+        sdk.Endpoint.list(filter=f'display_name="{endpoint_name}"', **where), "endpoint", endpoint_name
+    )
+    created = endpoint is None
+    if created:
+        endpoint = sdk.Endpoint.create(display_name=endpoint_name, labels=labels, **where)
+    serving = {k: v for k, v in endpoint.traffic_split.items() if v > 0}
+    canary = settings.canary_percent if serving else 0  # nothing serving: nothing to canary against
+    aliases = _check_aliases([CHAMPION, registry_version] if canary == 0 else [CHALLENGER, registry_version])
+
+    parent = _find_one(sdk.Model.list(filter=f'display_name="{model_name}"', **where), "model", model_name)
+    parent_name = _base_name(parent.resource_name) if parent is not None else None
+    model = sdk.Model.upload(
+        display_name=model_name,
+        parent_model=parent_name,
+        is_default_version=canary == 0,
+        version_aliases=aliases,
+        version_description=f"registry {registry_version}, run {labels.get('run-id', 'unknown')}",
+        labels=labels,
+        serving_container_image_uri=settings.serving_image,
+        artifact_uri=artifact_uri,
+        serving_container_predict_route=settings.predict_route,
+        serving_container_health_route=settings.health_route,
+        serving_container_ports=[settings.port],
+        sync=True,
+        **where,
+    )
+    endpoint.deploy(
+        model=model,
+        deployed_model_display_name=f"{model_name}-{registry_version}",
+        traffic_percentage=100 if canary == 0 else canary,
+        machine_type=settings.machine_type,
+        min_replica_count=settings.min_replicas,
+        max_replica_count=settings.max_replicas,
+        service_account=settings.service_account or None,
+        sync=True,
+    )
+    deployed_id = _deployed_id(endpoint, model)
+    undeployed = _undeploy_idle(endpoint, keep=deployed_id)
+    return VertexDeployment(
+        model_resource_name=_base_name(model.resource_name),
+        model_version_id=str(model.version_id),
+        versioned_model_name=model.versioned_resource_name,
+        endpoint_resource_name=endpoint.resource_name,
+        deployed_model_id=deployed_id,
+        traffic_split=dict(endpoint.traffic_split),
+        aliases=aliases,
+        parent_model=parent_name,
+        endpoint_created=created,
+        undeployed=undeployed,
+        canary_percent=canary,
+        location=settings.location,
+    )
+
+
+def _deployed_id(endpoint: Any, model: Any) -> str:
+    """The DeployedModel id of ``model``'s version (deploy() returns nothing to identify it)."""
+    for deployed in endpoint.list_models():
+        same_model = _base_name(deployed.model) == _base_name(model.resource_name)
+        if same_model and str(deployed.model_version_id) == str(model.version_id):
+            return str(deployed.id)
+    raise RuntimeError(f"{model.versioned_resource_name} is not deployed on {endpoint.resource_name}")
+
+
+def _undeploy_idle(endpoint: Any, keep: str) -> list[str]:
+    """Undeploy every deployed model that receives no traffic (never the one just deployed)."""
+    split = endpoint.traffic_split
+    idle = [str(d.id) for d in endpoint.list_models() if str(d.id) != keep and split.get(str(d.id), 0) == 0]
+    for deployed_id in idle:
+        endpoint.undeploy(deployed_model_id=deployed_id)
+    return idle
+
+
+def experiment_run_name(run_name: str, registry_version: str) -> str:
+    """Experiment run ids: lowercase letters, digits and '-', unique per experiment, <= 128."""
+    text = _RUN_RE.sub("-", f"{run_name}-{registry_version}".lower()).strip("-")
+    return (text or "run")[:128].rstrip("-")
+
+
+def scalar_items(values: dict[str, Any], prefix: str = "") -> dict[str, float | int | str]:
+    """Flatten to what Experiments accepts: numbers and strings (bools as strings, None dropped)."""
+    out: dict[str, float | int | str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(scalar_items(value, f"{name}."))
+        elif isinstance(value, bool):
+            out[name] = str(value).lower()
+        elif isinstance(value, int | float | str):
+            out[name] = value
+        elif isinstance(value, list):
+            out[name] = ",".join(map(str, value))
+    return out
+
+
+def log_experiment(
+    sdk: VertexSdk,
+    settings: VertexConfig,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+) -> str | None:
+    """Log params and metrics as one Vertex AI Experiments run; None when no experiment is set.
+
+    A run that already exists (the deploy task retried) is resumed, not an error: the deployment
+    it records has happened.
+    """
+    if not settings.experiment:
+        return None
+    from google.api_core import exceptions
+
+    sdk.init(project=settings.project, location=settings.location, experiment=settings.experiment)
+    try:
+        sdk.start_run(run_name)
+    except exceptions.AlreadyExists:
+        sdk.start_run(run_name, resume=True)
+    try:
+        sdk.log_params(scalar_items(params))
+        sdk.log_metrics({k: v for k, v in scalar_items(metrics).items() if not isinstance(v, str)})
+    finally:
+        sdk.end_run()
+    return run_name
+
+
+def load_sdk() -> VertexSdk:
+    """The real SDK (imported here: slow, and only the vertex target needs it)."""
+    from google.cloud import aiplatform
+
+    return aiplatform  # type: ignore[return-value]

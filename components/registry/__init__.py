@@ -1,0 +1,1 @@
+"""Versions and aliases of bundles, in a local directory or in GCS, opened from one URI."""

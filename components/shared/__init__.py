@@ -1,0 +1,1 @@
+"""Helpers every subsystem may use: the typed config, user-facing errors, artifact files, reports, GCS I/O."""
