@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.data import synthetic as data
 from components.data.synthetic import (
     MARKETING_COLUMNS,
     ensure_default_data,
@@ -16,7 +17,6 @@ from components.data.synthetic import (
     load_telco,
     write_parts,
 )
-from components.data import synthetic as data
 
 
 @pytest.fixture(scope="module")
