@@ -7,7 +7,8 @@ A bundle is a directory::
     bundle.json         family, threshold, temperature, input schema, metrics, params, provenance
     reference.parquet   a sample of the validated training data (raw columns + target): the
                         reference for drift monitoring and the base data of a drift retrain
-    manifest.json       format version + sha256 and size of every file above (written last)
+    manifest.json       format version (``bundle_format``) + sha256 and size of every file above
+                        (written last)
 
 It is the contract between training and serving: serving accepts the raw columns of the training
 file and calls the bundle's transformer, so no feature logic is repeated. Loading never unpickles:
@@ -31,6 +32,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from components.model.bundle_format import FORMAT_VERSION
 from components.shared.artifacts import fsync_dir, staging_dir, to_jsonable
 from components.shared.errors import BundleError
 
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 TRANSFORMER_FILE = "transformer.skops"
 BUNDLE_FILE = "bundle.json"
 REFERENCE_FILE = "reference.parquet"
@@ -333,7 +334,7 @@ def verify_bundle(directory: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise BundleError(f"bundle manifest {directory / MANIFEST_FILE} has no 'files' mapping")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise BundleError(
             f"bundle {directory} has format_version {version!r}; this code reads up to {FORMAT_VERSION}"
         )
@@ -374,8 +375,8 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         raise BundleError(f"bundle file {BUNDLE_FILE} in {directory} names an unknown family {family!r}")
     _require_listed(manifest, list(meta.get("model_files") or []), directory)
     bundle = ModelBundle(
-        transformer=load_transformer(directory / TRANSFORMER_FILE),
-        model=load_model(family, directory),
+        transformer=load_transformer(directory / TRANSFORMER_FILE, manifest["format_version"]),
+        model=load_model(family, directory, manifest["format_version"]),
         family=family,
         threshold=float(meta["threshold"]),
         temperature=float(meta.get("temperature", 1.0)),

@@ -24,6 +24,7 @@ from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
+from components.model.bundle_format import FORMAT_VERSION, load_skops
 from components.shared.errors import BundleError
 
 FAMILIES: tuple[str, ...] = ("xgboost", "logreg", "mlp")  # the tuned families
@@ -228,12 +229,12 @@ def save_model(model: Any, family: str, directory: Path) -> list[str]:
     return [SKOPS_FILE]
 
 
-def load_model(family: str, directory: Path) -> Any:
+def load_model(family: str, directory: Path, format_version: int = FORMAT_VERSION) -> Any:
     """Load a model saved by :func:`save_model`, refusing files with unexpected types."""
     _check_family(family, MODEL_KINDS)
     directory = Path(directory)
     if family == BLEND:
-        return _load_blend(directory)
+        return _load_blend(directory, format_version)
     if family == "xgboost":
         path = directory / XGBOOST_FILE
         _require_file(path)
@@ -243,7 +244,7 @@ def load_model(family: str, directory: Path) -> Any:
         return model
     path = directory / SKOPS_FILE
     _require_file(path)
-    return _load_skops(path, _SKLEARN_CLASSES[family])
+    return _load_skops(path, _SKLEARN_CLASSES[family], format_version)
 
 
 def _save_blend(model: BlendModel, directory: Path) -> list[str]:
@@ -257,12 +258,14 @@ def _save_blend(model: BlendModel, directory: Path) -> list[str]:
     return files
 
 
-def _load_blend(directory: Path) -> BlendModel:
+def _load_blend(directory: Path, format_version: int) -> BlendModel:
     path = directory / BLEND_FILE
     _require_file(path)
     try:
         spec = json.loads(path.read_text())
-        members = {f: load_model(f, directory / BLEND_MEMBERS_DIR / f) for f in spec["members"]}
+        members = {
+            f: load_model(f, directory / BLEND_MEMBERS_DIR / f, format_version) for f in spec["members"]
+        }
         return BlendModel(members, spec["weights"], spec["intercept"])
     except BundleError:
         raise
@@ -275,13 +278,9 @@ def _require_file(path: Path) -> None:
         raise BundleError(f"model file {path} does not exist")
 
 
-def _load_skops(path: Path, expected: type[BaseEstimator]) -> BaseEstimator:
+def _load_skops(path: Path, expected: type[BaseEstimator], format_version: int) -> BaseEstimator:
     """skops load with our allow-list only, and a check that the file holds the expected class."""
-    untrusted = sio.get_untrusted_types(file=path)
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if refused:
-        raise BundleError(f"model file {path} contains untrusted types: {', '.join(refused)}")
-    model = sio.load(path, trusted=TRUSTED_TYPES)
+    model = load_skops(path, TRUSTED_TYPES, "model file", format_version)
     if type(model) is not expected:
         raise BundleError(f"model file {path} holds a {type(model).__name__}, expected {expected.__name__}")
     return model

@@ -32,6 +32,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from components.model.bundle_format import FORMAT_VERSION, load_skops
 from components.shared.config import DatasetSpec, FeatureConfig
 from components.shared.errors import BundleError, DataValidationError
 
@@ -615,22 +616,10 @@ def save_transformer(transformer: FeatureTransformer, path: Path) -> None:
     sio.dump(transformer, path)
 
 
-def load_transformer(path: Path) -> FeatureTransformer:
-    """Load a skops file, refusing any type outside skops' defaults and ``TRUSTED_TYPES``."""
-    path = Path(path)
-    if not path.is_file():
-        raise BundleError(f"transformer file {path} does not exist")
-    try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as exc:  # not a zip, or no/invalid schema.json
-        raise BundleError(f"transformer file {path} is not a readable skops file: {exc}") from exc
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if refused:
-        raise BundleError(f"transformer file {path} contains untrusted type(s): {', '.join(refused)}")
-    try:
-        transformer = sio.load(path, trusted=TRUSTED_TYPES)
-    except Exception as exc:
-        raise BundleError(f"transformer file {path} could not be loaded: {exc}") from exc
+def load_transformer(path: Path, format_version: int = FORMAT_VERSION) -> FeatureTransformer:
+    """Load a skops file, refusing any type outside skops' defaults and ``TRUSTED_TYPES``
+    (an older bundle's type paths are renamed first: ``bundle_format``)."""
+    transformer = load_skops(path, TRUSTED_TYPES, "transformer file", format_version)
     if not isinstance(transformer, FeatureTransformer):
         raise BundleError(
             f"transformer file {path} holds a {type(transformer).__name__}, not a FeatureTransformer"
