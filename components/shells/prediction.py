@@ -1,7 +1,7 @@
 """KFP component shells of the prediction pipeline: one thin function per step.
 
-Same rules as ``ops.py``: each shell reads its typed inputs, calls the stage logic in
-``components.batch.scoring`` / ``business`` / ``drift``, and writes its outputs and metadata; every import
+Same rules as ``shells.training``: each shell reads its typed inputs, calls the stage logic in
+``components.batch`` and ``components.monitoring``, and writes its outputs and metadata; every import
 is inside the body because KFP ships the function's source alone. ``build_prediction_ops(image)``
 wraps them for one pipeline image, chosen at compile time.
 """

@@ -1,10 +1,11 @@
-"""KFP component shells: one thin function per stage.
+"""KFP component shells of the training pipeline: one thin function per stage.
 
-Each shell reads its typed ``Input[...]`` artifacts, calls the plain stage logic in
-``components.<stage>``, and writes ``Output[...]`` artifacts and metadata. Nothing else lives
-here. KFP ships each function's source alone into the task, so every import is inside the body.
-``build_ops(image)`` turns the shells into components for a given pipeline image, so the image
-is chosen at compile time, from configuration, never at import.
+Each shell reads its typed ``Input[...]`` artifacts, calls the plain stage logic in the subsystem
+packages (``components.data``, ``components.training``, ``components.model``, ...), and writes
+``Output[...]`` artifacts and metadata. Nothing else lives here. KFP ships each function's source
+alone into the task, so every import is inside the body. ``build_ops(image)`` turns the shells into
+components for a given pipeline image, so the image is chosen at compile time, from configuration,
+never at import.
 """
 
 from dataclasses import dataclass
@@ -23,19 +24,7 @@ from kfp.dsl import (
     Output,
 )
 
-
-class VertexModel(Artifact):
-    """A Vertex AI Model Registry version (metadata ``resourceName``): the console links to it."""
-
-    schema_title = "google.VertexModel"
-    schema_version = "0.0.1"
-
-
-class VertexEndpoint(Artifact):
-    """A Vertex AI endpoint (metadata ``resourceName``): the console links to it."""
-
-    schema_title = "google.VertexEndpoint"
-    schema_version = "0.0.1"
+from components.shells.artifact_types import VertexEndpoint, VertexModel
 
 
 def ingest(

@@ -1,8 +1,8 @@
 """The light stages (deploy, gate, record_rejection, summarize) must not import the ML stack.
 
 The KFP local runner starts every task as a fresh Python process, so whatever a stage's modules
-import at their top is paid as start-up time on every run. Each case below is what the shell in
-components/shells/training.py imports at the top of its body; it is imported in a fresh interpreter.
+import at their top is paid as start-up time on every run. Each case imports, in a fresh interpreter,
+the project modules of the exact source KFP generates for that shell's task.
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.shells.test_shell_imports import SHELLS, project_modules, task_source
+
 ROOT = Path(__file__).resolve().parents[3]
 
 # pandas is in the list too: none of these modules needs it at import time (the gate's shell reads
 # its test split with pandas at run time, which is the work itself, not start-up).
 HEAVY = ("xgboost", "sklearn", "skops", "shap", "matplotlib", "evidently", "pandas", "scipy")
 
-SHELL_IMPORTS = {
-    "deploy": ("components.shared.artifacts", "components.shared.config", "components.deploy.targets"),
-    "gate": ("components.shared.artifacts", "components.shared.config", "components.training.gate"),
-    "record_rejection": ("components.shared.artifacts",),
-    "summarize": ("components.shared.artifacts", "components.training.summary"),
-}
+LIGHT_SHELLS = ("deploy", "gate", "record_rejection", "summarize")
 
 
 def heavy_modules_after(modules: tuple[str, ...]) -> list[str]:
@@ -38,9 +35,11 @@ def heavy_modules_after(modules: tuple[str, ...]) -> list[str]:
     return [name for name in result.stdout.strip().split(",") if name]
 
 
-@pytest.mark.parametrize("stage", sorted(SHELL_IMPORTS))
+@pytest.mark.parametrize("stage", LIGHT_SHELLS)
 def test_light_stage_imports_no_heavy_library(stage: str) -> None:
-    assert heavy_modules_after(SHELL_IMPORTS[stage]) == []
+    modules = project_modules(task_source(SHELLS[stage]))  # exactly what its task imports
+    assert modules
+    assert heavy_modules_after(modules) == []
 
 
 def test_the_check_sees_a_heavy_import() -> None:
