@@ -151,3 +151,17 @@ def _landing(block_row: np.ndarray, block: list[int], probe: str) -> int | None:
     if hits.size > 1 or block_row[hits[0]] != 1.0:
         raise EncoderNotCompiled(f"category {probe!r} does not encode to a single 1")
     return block[int(hits[0])]
+
+
+def use_compiled_encoder(transformer: Any) -> str | None:
+    """Make ``transformer`` encode with its fitted steps compiled to numpy from now on; returns
+    None, or why they cannot be compiled (then the steps themselves stay in use)."""
+    try:
+        transformer.compiled = compile_encoder(transformer)
+    except EncoderNotCompiled as exc:
+        transformer.compiled = None
+        return str(exc)
+    except Exception as exc:  # steps of a kind the probes do not expect: keep them
+        transformer.compiled = None
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -332,21 +332,6 @@ class FeatureTransformer:
             return next(iter(lengths.values()), 0)
         return len(raw)
 
-    def use_compiled_encoder(self) -> str | None:
-        """Encode with the fitted steps compiled to numpy from now on (components.model.compiled_encoder);
-        returns None, or why they cannot be compiled (then the steps themselves stay in use)."""
-        from components.model.compiled_encoder import EncoderNotCompiled, compile_encoder
-
-        try:
-            self.compiled = compile_encoder(self)
-        except EncoderNotCompiled as exc:
-            self.compiled = None
-            return str(exc)
-        except Exception as exc:  # steps of a kind the probes do not expect: keep them
-            self.compiled = None
-            return f"{type(exc).__name__}: {exc}"
-        return None
-
     def numeric_block(self, numeric: Mapping[str, np.ndarray]) -> np.ndarray:
         """The kept numeric columns, heavy-tailed ones as ``log1p`` (see ``skewed_columns``)."""
         logged = set(getattr(self, "log_features", ()))  # bundles from before the log step have none

@@ -8,7 +8,7 @@ import pytest
 from sklearn.preprocessing import MinMaxScaler
 
 from components.data.synthetic import generate_marketing, load_telco
-from components.model.compiled_encoder import EncoderNotCompiled, compile_encoder
+from components.model.compiled_encoder import EncoderNotCompiled, compile_encoder, use_compiled_encoder
 from components.model.features import fit_transformer, load_transformer, save_transformer
 from components.shared.config import Config, FeatureConfig, telco_config
 
@@ -16,7 +16,7 @@ from components.shared.config import Config, FeatureConfig, telco_config
 def both_ways(transformer, rows: pd.DataFrame | dict) -> tuple[np.ndarray, np.ndarray]:
     transformer.compiled = None
     expected = transformer.transform(rows)
-    assert transformer.use_compiled_encoder() is None
+    assert use_compiled_encoder(transformer) is None
     try:
         return transformer.transform(rows), expected
     finally:
@@ -105,9 +105,9 @@ def test_steps_it_does_not_know_are_refused_and_the_fitted_steps_stay(marketing)
     save_path_free.numeric_pipeline.steps[1] = ("scale", MinMaxScaler().fit(np.zeros((2, 1))))
     with pytest.raises(EncoderNotCompiled, match="StandardScaler"):
         compile_encoder(save_path_free)
-    reason = save_path_free.use_compiled_encoder()
+    reason = use_compiled_encoder(save_path_free)
     assert reason and "StandardScaler" in reason and save_path_free.compiled is None
-    assert fitted.use_compiled_encoder() is None
+    assert use_compiled_encoder(fitted) is None
     fitted.compiled = None
 
 
@@ -115,7 +115,7 @@ def test_an_encoder_the_probes_cannot_handle_falls_back_instead_of_failing(marke
     frame, _ = marketing
     transformer = fit_transformer(frame, Config().dataset, Config().features)
     transformer.categorical_pipeline.named_steps["onehot"].handle_unknown = "error"
-    reason = transformer.use_compiled_encoder()
+    reason = use_compiled_encoder(transformer)
     assert reason and "handle_unknown='error'" in reason and transformer.compiled is None
     np.testing.assert_allclose(transformer.transform(frame.head(5)), transformer.transform(frame.head(5)))
 
