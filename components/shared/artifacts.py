@@ -41,8 +41,23 @@ def write_json(data: Any, path: str | Path) -> None:
     Path(path).write_text(json.dumps(to_jsonable(data), indent=2, sort_keys=True))
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: str | Path, error: type[Exception] | None = None, what: str = "file") -> Any:
+    """The content of a JSON file (UTF-8).
+
+    With ``error`` (``BundleError``, ``RegistryError``...), a file that is missing, unreadable or not
+    valid JSON raises that error, its message naming ``what`` and the path, for the CLI to print as
+    it is; without, the OS's and json's own errors pass through.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if error is None:
+            raise
+        raise error(f"{what} {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        if error is None:
+            raise
+        raise error(f"{what} {path} is not valid JSON: {exc}") from exc
 
 
 def write_text(text: str, path: str | Path) -> None:

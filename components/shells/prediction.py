@@ -29,16 +29,15 @@ def score_batch(
     """Score the batch with the pinned champion; write predictions, the log part, samples for later steps."""
     from collections import namedtuple
 
+    from components.batch.champion import load_champion
     from components.batch.scoring import (
         describe_scores,
         labelled_rows,
-        load_champion,
         local_directory,
-        model_record,
         run_batch_scoring,
         sample_for_drift,
-        scoring_markdown,
     )
+    from components.batch.summary import model_record, scoring_markdown
     from components.shared.artifacts import timed, write_frame, write_json, write_text
     from components.shared.config import Config
 
@@ -225,7 +224,7 @@ def summarize_prediction(
     """prediction_summary.json: scores, campaign value, drift decision and where the retrain reports."""
     import os
 
-    from components.batch.scoring import build_prediction_summary
+    from components.batch.summary import build_prediction_summary
     from components.shared.artifacts import read_json, write_json
 
     value = read_json(business.path)

@@ -35,7 +35,8 @@ def ingest(
     schema: Output[Artifact],
 ):
     """Read the table (file, folder of parts or gs://) and validate it against the dataset spec."""
-    from components.data.ingest import read_table, validate
+    from components.data.reading import read_table
+    from components.data.validation import validate
     from components.shared.artifacts import timed, write_frame, write_json, write_text
     from components.shared.config import Config
 

@@ -20,7 +20,7 @@ import pytest
 from google.api_core import exceptions
 from google.api_core.retry import Retry
 
-from components.data.ingest import read_table
+from components.data.reading import read_table
 from components.deploy.targets import deploy_bundle
 from components.deploy.vertex import VertexConfig
 from components.model.bundle import load_bundle

@@ -217,7 +217,8 @@ def test_gcs_prefix_scores_its_newest_part(
     workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A gs:// prefix through a real GCS JSON API (the emulator): newest object by update time."""
-    from components.batch.scoring import load_champion, run_batch_scoring
+    from components.batch.champion import load_champion
+    from components.batch.scoring import run_batch_scoring
     from tests.gcs_emulator import anonymous_client, running_emulator
 
     newer, older = generate_marketing(rows=30, seed=41), generate_marketing(rows=20, seed=42)

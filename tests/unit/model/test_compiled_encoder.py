@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import MinMaxScaler
 
-from components.data.synthetic import generate_marketing, load_telco
+from components.data.synthetic import generate_marketing
+from components.data.telco import load_telco
 from components.model.compiled_encoder import EncoderNotCompiled, compile_encoder, use_compiled_encoder
 from components.model.features import fit_transformer, load_transformer, save_transformer
 from components.shared.config import Config, FeatureConfig, telco_config

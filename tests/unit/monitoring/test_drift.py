@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.data.ingest import validate
 from components.data.synthetic import generate_marketing
+from components.data.validation import validate
 from components.monitoring import drift as D
 from components.monitoring.prediction_log import PredictionLog
 from components.shared.config import Config
 from components.shared.errors import DataValidationError
-from tests.unit.batch.test_scoring import BuiltRegistry, make_registry
+from tests.unit.batch.conftest import BuiltRegistry, make_registry
 
 
 @pytest.fixture(scope="module")

