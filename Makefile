@@ -47,7 +47,7 @@ bench: $(STAMP)
 
 ## bench-quality: the champion vs default HGB / logreg / XGBoost on 5 real tables x 3 seeds (issue #8)
 bench-quality: $(STAMP)
-	$(PY) -m pipelines.bench_quality $(ARGS)
+	$(PY) -m pipelines.bench.quality $(ARGS)
 
 clean:
 	rm -rf build .propensity
@@ -74,7 +74,7 @@ test-containers: $(STAMP)
 ## bench-containers: image sizes, build times, the default run in containers vs the venv, serving start
 ## (ARGS="--cold" adds a build without any cache)
 bench-containers: $(STAMP)
-	$(PY) -m pipelines.bench_containers $(ARGS)
+	$(PY) -m pipelines.bench.containers $(ARGS)
 
 ## constraints: re-pin containers/constraints.txt (both images install with it) from the current .venv
 constraints: $(STAMP)

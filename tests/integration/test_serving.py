@@ -74,14 +74,14 @@ def start_server(
     healthy: bool = True,
     port: int | None = None,
 ) -> Server:
-    """``python -m pipelines.serve_cli serve ...`` on a free loopback port; waits until it
+    """``python -m pipelines.cli serve ...`` on a free loopback port; waits until it
     answers (and, with ``healthy``, until health is 200)."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"server-{port}.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")}
     environment.update(env or {})
-    command = [sys.executable, "-m", "pipelines.serve_cli", "serve", "--poll-seconds", "0.2", *args]
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--poll-seconds", "0.2", *args]
     if "AIP_HTTP_PORT" not in environment:
         command += ["--port", str(port)]
     with open(log_path, "wb") as log:

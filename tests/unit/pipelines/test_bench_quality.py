@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from pipelines import bench_quality as bq
+from pipelines.bench import quality as bq
 
 
 @pytest.mark.parametrize("key", list(bq.TABLES))

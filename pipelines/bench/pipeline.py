@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"default_run": bench_default_run(workdir)}
-    from pipelines.bench_serving import bench_serving
+    from pipelines.bench.serving import bench_serving
 
     results["serving"] = bench_serving(workdir / "default" / "registry", Config().registry_model_name)
-    from pipelines.bench_prediction import bench_batch_scoring
+    from pipelines.bench.prediction import bench_batch_scoring
 
     results["batch_scoring"] = bench_batch_scoring(workdir / "prediction", workdir / "default" / "registry")
     if not skip_telco:
@@ -45,8 +45,8 @@ def train_locally(
     config: Config, data_uri: str, workdir: Path, name: str, containers: ContainerPlan | None = None
 ) -> LocalRun:
     """One training run into WORKDIR/NAME (its own registry); ``containers``: tasks in the image."""
-    from pipelines.cli import code_version, new_run_name
     from pipelines.local_runner import run_pipeline_locally
+    from pipelines.runs import code_version, new_run_name
 
     run_name = new_run_name()
     run_dir = workdir / name / run_name
@@ -109,7 +109,7 @@ def task_rows(bodies: dict[str, float], walls: dict[str, list[float]]) -> list[t
 
 
 def bench_telco(workdir: Path) -> dict[str, Any]:
-    from components.data.synthetic import load_telco
+    from components.data.telco import load_telco
 
     data_path = workdir / "data" / "telco.parquet"
     data_path.parent.mkdir(parents=True, exist_ok=True)

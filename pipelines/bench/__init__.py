@@ -1,0 +1,1 @@
+"""Benchmarks, measured and never asserted: pipeline runs, endpoint, batch scoring, containers, quality."""
