@@ -1,10 +1,11 @@
-"""The endpoint's request contract, derived from a bundle's raw input schema.
+"""The endpoint's request contract, derived from a bundle's raw input schema: request validation.
 
 One ``RequestSchema`` per loaded bundle decides what a valid request is, turns a valid one into
-columns for the bundle's transformer, writes the OpenAPI description of exactly those rules and
-builds an example body. Keeping the three together is what keeps the spec honest: schemathesis
-fuzzes the server from the spec, so a rule enforced here but missing from the spec (or the other
-way round) shows up as a test failure.
+columns for the bundle's transformer and builds an example body. The per-value rules are in
+``fields``, the refusals in ``errors``; ``openapi`` writes the OpenAPI description of exactly these
+rules from the same ``RequestSchema``. Deriving both from one object is what keeps the spec honest:
+schemathesis fuzzes the server from the spec, so a rule enforced here but missing from the spec (or
+the other way round) shows up as a test failure.
 
 Rules (each violation is a ``RequestError`` whose message names the instance index and field):
 
@@ -28,103 +29,26 @@ Rules (each violation is a ``RequestError`` whose message names the instance ind
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import orjson
 
-MAX_ABS_NUMBER = 1e15
+from components.serving.errors import MAX_LISTED_ERRORS, RequestError, detail, json_type, request_error
+from components.serving.fields import (
+    EXPECTED,
+    KINDS,
+    FieldSpec,
+    check_value,
+    column_ok,
+    fast_types,
+    parse_date,
+)
+
 MAX_TOP_K = 1000
-MAX_LISTED_ERRORS = 20
-DATE_MIN_YEAR, DATE_MAX_YEAR = 1700, 2261  # inside what pandas' datetime64[ns] can hold
-KINDS = ("number", "integer", "string", "boolean", "date", "id")
-# Accepted date shapes, written once and used both to validate and as the OpenAPI ``pattern``
-# (Python and ECMA regex alike). Calendar validity (no 30 February) is checked on top.
-_YEAR = r"(?:1[7-9]\d\d|20\d\d|21\d\d|22[0-5]\d|226[01])"
-_MONTH, _DAY = r"(?:0[1-9]|1[0-2])", r"(?:0[1-9]|[12]\d|3[01])"
-_TIME = r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?)?"
-_ISO = rf"{_YEAR}-{_MONTH}-{_DAY}{_TIME}"
-_DMY = r"(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.]" + _YEAR
-_MDY = r"(?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.]" + _YEAR
-
-
-def date_pattern(dayfirst: bool) -> str:
-    return f"^(?:{_ISO}|{_DMY if dayfirst else _MDY})$"
-
-
-_ISO_DATE = re.compile(f"^{_ISO}$")
-_NUMERIC_DATE = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$")
-_JSON_TYPE_NAMES = {
-    type(None): "null",
-    bool: "boolean",
-    int: "integer",
-    float: "number",
-    str: "string",
-    list: "array",
-    dict: "object",
-}
-
-
-class RequestError(ValueError):
-    """A request the server refuses: HTTP status, one readable message and per-field details."""
-
-    def __init__(self, status: int, details: list[dict[str, Any]]) -> None:
-        self.status = status
-        self.details = details
-        shown = [_detail_text(d) for d in details[:MAX_LISTED_ERRORS]]
-        more = len(details) - len(shown)
-        super().__init__("; ".join(shown) + (f"; and {more} more" if more > 0 else ""))
-
-    @property
-    def message(self) -> str:
-        return str(self)
-
-    def to_body(self) -> dict[str, Any]:
-        return {"error": self.message, "errors": self.details[:MAX_LISTED_ERRORS]}
-
-
-def request_error(status: int, field: str, message: str, instance: int | None = None) -> RequestError:
-    return RequestError(status, [_detail(field, message, instance)])
-
-
-def _detail(field: str, message: str, instance: int | None = None) -> dict[str, Any]:
-    return {"instance": instance, "field": field, "message": message}
-
-
-def _detail_text(detail: dict[str, Any]) -> str:
-    where = detail["field"]
-    if detail.get("instance") is not None:
-        where = f"instances[{detail['instance']}].{where}" if where else f"instances[{detail['instance']}]"
-    return f"{where}: {detail['message']}" if where else detail["message"]
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, for messages (never the value: it may be personal)."""
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-# --------------------------------------------------------------------------- fields
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One instance field: its kind, whether it may be null/absent, and known categories."""
-
-    name: str
-    kind: str
-    nullable: bool
-    used: bool = True  # read by the transformer (False: accepted and logged, not a model input)
-    categories: tuple[str, ...] = ()
-
-    @property
-    def required(self) -> bool:
-        return not self.nullable
 
 
 @dataclass(frozen=True)
@@ -132,101 +56,6 @@ class Parameters:
     explain: bool = False
     top_k: int = 5
     use_calibration: bool = True
-
-
-_BASE_TYPES: dict[str, frozenset[type]] = {
-    "number": frozenset({int, float}),
-    "integer": frozenset({int}),
-    "string": frozenset({str}),
-    "boolean": frozenset({bool}),
-    "date": frozenset({str}),
-    "id": frozenset({str, int}),
-}
-_EXPECTED: dict[str, str] = {
-    "number": "a number",
-    "integer": "an integer",
-    "string": "a string",
-    "boolean": "true or false",
-    "date": "a date string (YYYY-MM-DD, ISO date-time or DD-MM-YYYY)",
-    "id": "a string or an integer",
-}
-
-
-def _fast_types(spec: FieldSpec) -> frozenset[type]:
-    """Python types a column may hold to pass without a per-value look (the common, fast path)."""
-    base = _BASE_TYPES[spec.kind]
-    return base | {type(None)} if spec.nullable else base
-
-
-def _column_ok(spec: FieldSpec, values: tuple[Any, ...], fast: frozenset[type], dayfirst: bool) -> bool:
-    """Whether a whole column passes: its value types (one C-level pass), number ranges (one
-    min/max) and dates (cached parse); a column that fails is then checked value by value."""
-    if not set(map(type, values)) <= fast:
-        return False
-    if spec.kind in ("number", "integer"):
-        present = [v for v in values if v is not None] if spec.nullable else values
-        return not present or (max(present) <= MAX_ABS_NUMBER and min(present) >= -MAX_ABS_NUMBER)
-    if spec.kind == "date":
-        return not any(_date_problem(v, dayfirst) for v in values if v is not None)
-    return True
-
-
-def _check_value(spec: FieldSpec, value: Any, dayfirst: bool) -> str | None:
-    """Why ``value`` is not valid for ``spec`` (None when it is). Called off the fast path only."""
-    expected = _EXPECTED[spec.kind] + (" or null" if spec.nullable else "")
-    if value is None:
-        return None if spec.nullable else f"must not be null (expected {_EXPECTED[spec.kind]})"
-    kind, kind_type = spec.kind, type(value)
-    if kind in ("number", "integer"):
-        if kind_type not in (int, float):
-            return f"expected {expected}, got {json_type(value)}"
-        if kind == "integer" and kind_type is float and not value.is_integer():
-            return f"expected {expected}, got a number with a fraction"
-        if abs(value) > MAX_ABS_NUMBER:
-            return f"out of range (|value| must be <= {MAX_ABS_NUMBER:g})"
-        return None
-    if kind == "id":
-        if kind_type is str or kind_type is int:
-            return None
-        if kind_type is float and value.is_integer():
-            return None
-        return f"expected {expected}, got {json_type(value)}"
-    if kind == "date":
-        if kind_type is not str:
-            return f"expected {expected}, got {json_type(value)}"
-        return _date_problem(value, dayfirst)
-    if kind_type not in _BASE_TYPES[kind]:
-        return f"expected {expected}, got {json_type(value)}"
-    return None
-
-
-def parse_date(text: str, dayfirst: bool = True) -> date | None:
-    """The calendar date of an accepted date string, or None when it is not one."""
-    if _ISO_DATE.match(text):
-        try:
-            return datetime.fromisoformat(text.replace(" ", "T")).date()
-        except ValueError:
-            return None
-    match = _NUMERIC_DATE.match(text)
-    if not match:
-        return None
-    first, second, year = (int(g) for g in match.groups())
-    day, month = (first, second) if dayfirst else (second, first)
-    try:
-        return date(year, month, day)
-    except ValueError:
-        return None
-
-
-@functools.lru_cache(maxsize=8192)  # dates repeat a lot across requests; parsing them does not
-def _date_problem(text: str, dayfirst: bool) -> str | None:
-    parsed = parse_date(text, dayfirst)
-    if parsed is None:
-        order = "DD-MM-YYYY" if dayfirst else "MM-DD-YYYY"
-        return f"not a valid date (expected YYYY-MM-DD, an ISO date-time or {order})"
-    if not DATE_MIN_YEAR <= parsed.year <= DATE_MAX_YEAR:
-        return f"date out of range (years {DATE_MIN_YEAR} to {DATE_MAX_YEAR})"
-    return None
 
 
 # --------------------------------------------------------------------------- the schema
@@ -255,7 +84,7 @@ class RequestSchema:
     def __post_init__(self) -> None:
         self.allowed = frozenset(self.fields)
         self.required = frozenset(n for n, f in self.fields.items() if f.required)
-        self._fast = {n: _fast_types(f) for n, f in self.fields.items()}
+        self._fast = {n: fast_types(f) for n, f in self.fields.items()}
         self._names = tuple(self.fields)
         self._position = {n: i for i, n in enumerate(self._names)}
 
@@ -331,19 +160,19 @@ class RequestSchema:
         if unknown:
             allowed = "explain, top_k, use_calibration"
             problems += [
-                _detail(f"parameters.{n}", f"unknown parameter (allowed: {allowed})") for n in unknown
+                detail(f"parameters.{n}", f"unknown parameter (allowed: {allowed})") for n in unknown
             ]
         for name in ("explain", "use_calibration"):
             if name in raw and type(raw[name]) is not bool:
                 problems.append(
-                    _detail(f"parameters.{name}", f"expected true or false, got {json_type(raw[name])}")
+                    detail(f"parameters.{name}", f"expected true or false, got {json_type(raw[name])}")
                 )
         top_k = raw.get("top_k", 5)
         if type(top_k) is float and top_k.is_integer():
             top_k = int(top_k)
         if type(top_k) is not int or not 1 <= top_k <= MAX_TOP_K:
             problems.append(
-                _detail("parameters.top_k", f"expected an integer from 1 to {MAX_TOP_K}, got {_shown(top_k)}")
+                detail("parameters.top_k", f"expected an integer from 1 to {MAX_TOP_K}, got {_shown(top_k)}")
             )
         if problems:
             raise RequestError(422, problems)
@@ -382,12 +211,12 @@ class RequestSchema:
         problems = []
         for name, values in zip(self._names, columns, strict=True):
             spec = self.fields[name]
-            if _column_ok(spec, values, self._fast[name], self.dayfirst):
+            if column_ok(spec, values, self._fast[name], self.dayfirst):
                 continue
             for index, value in enumerate(values):
-                problem = _check_value(spec, value, self.dayfirst)
+                problem = check_value(spec, value, self.dayfirst)
                 if problem:
-                    problems.append(_detail(name, problem, index))
+                    problems.append(detail(name, problem, index))
         if problems:
             problems.sort(key=lambda d: (d["instance"], d["field"]))
             raise RequestError(422, problems)
@@ -401,7 +230,7 @@ class RequestSchema:
         valid_keys = None  # the key set of an instance already found valid (batches repeat it)
         for index, instance in enumerate(instances):
             if type(instance) is not dict:
-                problems.append(_detail("", f"expected an object, got {json_type(instance)}", index))
+                problems.append(detail("", f"expected an object, got {json_type(instance)}", index))
                 continue
             keys = instance.keys()
             if valid_keys is not None and keys == valid_keys:
@@ -413,12 +242,10 @@ class RequestSchema:
                 ignored |= extra
                 continue
             for name in sorted(unknown):
-                problems.append(_detail(name, "unknown field", index))
+                problems.append(detail(name, "unknown field", index))
             if not required <= keys:
                 for name in sorted(required - keys):
-                    problems.append(
-                        _detail(name, f"is required ({_EXPECTED[self.fields[name].kind]})", index)
-                    )
+                    problems.append(detail(name, f"is required ({EXPECTED[self.fields[name].kind]})", index))
             if len(problems) > MAX_LISTED_ERRORS * 5:
                 break
         return problems, ignored
@@ -445,34 +272,6 @@ class RequestSchema:
         return arrays
 
     # ------------------------------------------------------------------ documents
-
-    def instance_json_schema(self) -> dict[str, Any]:
-        """JSON Schema of one instance (OpenAPI 3.1 dialect), exactly the rules above."""
-        return {
-            "type": "object",
-            "properties": {
-                **{n: _property_schema(spec, self.dayfirst) for n, spec in self.fields.items()},
-                **{n: {"description": IGNORED_DESCRIPTION} for n in sorted(self.ignorable)},
-            },
-            "required": sorted(self.required),
-            "additionalProperties": self.accept_unknown,
-        }
-
-    def request_json_schema(self) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "properties": {
-                "instances": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": self.max_instances,
-                    "items": {"$ref": "#/components/schemas/Instance"},
-                },
-                "parameters": {"$ref": "#/components/schemas/Parameters"},
-            },
-            "required": ["instances"],
-            "additionalProperties": False,
-        }
 
     def describe_fields(self) -> list[dict[str, Any]]:
         """The input schema as /model_info shows it."""
@@ -503,39 +302,6 @@ class RequestSchema:
         }
 
 
-def parameters_json_schema() -> dict[str, Any]:
-    return {
-        "type": ["object", "null"],
-        "properties": {
-            "explain": {"type": "boolean", "default": False},
-            "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 5},
-            "use_calibration": {"type": "boolean", "default": True},
-        },
-        "additionalProperties": False,
-    }
-
-
-def _property_schema(spec: FieldSpec, dayfirst: bool) -> dict[str, Any]:
-    if spec.kind == "id":
-        schema: dict[str, Any] = {"type": ["string", "integer"]}
-    elif spec.kind in ("number", "integer"):
-        schema = {"type": spec.kind, "minimum": -MAX_ABS_NUMBER, "maximum": MAX_ABS_NUMBER}
-    elif spec.kind == "date":
-        schema = {"type": "string", "pattern": date_pattern(dayfirst), "examples": ["2014-03-01"]}
-    else:
-        schema = {"type": spec.kind}
-    if spec.categories:
-        schema["examples"] = list(spec.categories[:10])
-        schema["description"] = "known categories: " + ", ".join(spec.categories) + " (others accepted)"
-    if spec.nullable:
-        schema["type"] = [*_as_list(schema["type"]), "null"]
-    return schema
-
-
-def _as_list(value: str | list[str]) -> list[str]:
-    return list(value) if isinstance(value, list) else [value]
-
-
 def _shown(value: Any) -> str:
     """A parameter value for a message (parameters are not personal data, but keep it short)."""
     text = (
@@ -544,9 +310,6 @@ def _shown(value: Any) -> str:
         else json_type(value)
     )
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-IGNORED_DESCRIPTION = "a training-file column that is not a model input: accepted and ignored"
 
 
 def _training_only_columns(schema: dict[str, Any], config: dict[str, Any]) -> frozenset[str]:
@@ -597,125 +360,3 @@ def _typical_value(spec: FieldSpec, stats: dict[str, Any]) -> Any:
         return "customer-1"
     top = list((stats.get("top_values") or {}).keys())
     return spec.categories[0] if spec.categories else (top[0] if top else "unknown")
-
-
-# --------------------------------------------------------------------------- OpenAPI
-
-
-def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def build_openapi(
-    schema: RequestSchema,
-    *,
-    title: str,
-    version: str,
-    routes: tuple[str, str],
-    example: dict[str, Any],
-    max_explain_instances: int,
-    token_required: bool,
-) -> dict[str, Any]:
-    """OpenAPI 3.1 of the server for one bundle; the request schema is the validator's own."""
-    health_route, predict_route = routes
-    error = _json_body({"$ref": "#/components/schemas/Error"}, "refused: the message names field and index")
-    any_object = {"type": "object"}
-    errors = {"401": error} if token_required else {}
-    predict_errors = {
-        "400": _json_body({"$ref": "#/components/schemas/Error"}, "the body is not valid JSON"),
-        "413": _json_body({"$ref": "#/components/schemas/Error"}, "the body is over the size limit"),
-        "422": error,
-        "503": _json_body({"$ref": "#/components/schemas/Error"}, "no model loaded yet"),
-        **errors,
-    }
-    get_doc = {"get": {"responses": {"200": _json_body(any_object, "ok"), **errors}}}
-    spec: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {
-            "title": title,
-            "version": version,
-            "description": (
-                "Propensity scores for raw customer rows. Fields are the training file's columns; "
-                "nullable ones may be null or left out. Dates must also be real calendar dates. "
-                f"With parameters.explain at most {max_explain_instances} instances."
-            ),
-        },
-        "paths": {
-            predict_route: {
-                "post": {
-                    "operationId": "predict",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/PredictRequest"},
-                                "example": example,
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json_body({"$ref": "#/components/schemas/PredictResponse"}, "predictions"),
-                        **predict_errors,
-                    },
-                }
-            },
-            health_route: {
-                "get": {
-                    "operationId": "health",
-                    "security": [],
-                    "responses": {
-                        "200": _json_body(any_object, "a verified model is loaded"),
-                        "503": _json_body(any_object, "no model loaded yet"),
-                    },
-                }
-            },
-            "/model_info": get_doc,
-            "/example_request": get_doc,
-            "/openapi.json": get_doc,
-        },
-        "components": {
-            "schemas": {
-                "Instance": schema.instance_json_schema(),
-                "Parameters": parameters_json_schema(),
-                "PredictRequest": schema.request_json_schema(),
-                "PredictResponse": _response_schema(),
-                "Error": {
-                    "type": "object",
-                    "properties": {"error": {"type": "string"}, "errors": {"type": "array"}},
-                    "required": ["error"],
-                },
-            }
-        },
-    }
-    if token_required:
-        spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        spec["security"] = [{"bearer": []}]
-    return spec
-
-
-def _response_schema() -> dict[str, Any]:
-    number = {"type": "number"}
-    prediction = {
-        "type": "object",
-        "properties": {
-            "probability": number,
-            "calibrated_probability": {"type": ["number", "null"]},
-            "label": {"type": "integer", "enum": [0, 1]},
-            "threshold": number,
-            "model_version": {"type": "string"},
-            "explanation": {
-                "type": "object",
-                "properties": {
-                    "base_value": number,
-                    "contributions": {"type": "object", "additionalProperties": number},
-                },
-                "required": ["base_value", "contributions"],
-            },
-        },
-        "required": ["probability", "calibrated_probability", "label", "threshold", "model_version"],
-    }
-    return {
-        "type": "object",
-        "properties": {"predictions": {"type": "array", "items": prediction}},
-        "required": ["predictions"],
-    }

@@ -54,7 +54,7 @@ def test_the_serving_image_holds_the_endpoint_and_not_the_training_stack(
 ) -> None:
     code = (
         "import importlib.util, json, sys\n"
-        "import components.serving.endpoint, pipelines.cli, xgboost, sklearn, google.cloud.storage\n"
+        "import components.serving.server, pipelines.cli, xgboost, sklearn, google.cloud.storage\n"
         f"absent = [m for m in {TRAINING_ONLY!r} if importlib.util.find_spec(m) is None]\n"
         "print(json.dumps({'absent': absent, 'xgboost': xgboost.__version__}))"
     )

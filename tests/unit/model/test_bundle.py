@@ -100,7 +100,8 @@ def test_round_trip_predicts_identically(family: str, tmp_path: Path) -> None:
 
 
 def test_blend_bundle_is_served_and_explained_additively(tmp_path: Path) -> None:
-    from components.serving.endpoint import ServeSettings, load_model
+    from components.serving.model import load_model
+    from components.serving.settings import ServeSettings
 
     bundle, frame = make_bundle("blend", temperature=1.0)
     bundle.reference = frame

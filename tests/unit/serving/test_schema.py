@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,15 +10,10 @@ import numpy as np
 import orjson
 import pytest
 
-from components.serving.schema import (
-    MAX_LISTED_ERRORS,
-    Parameters,
-    RequestError,
-    RequestSchema,
-    build_openapi,
-    date_pattern,
-    parse_date,
-)
+from components.serving.errors import MAX_LISTED_ERRORS, RequestError
+from components.serving.fields import parse_date
+from components.serving.openapi import instance_json_schema
+from components.serving.schema import Parameters, RequestSchema
 
 INPUT_SCHEMA = {
     "target": "Response",
@@ -85,9 +79,9 @@ def test_rows_of_the_training_file_are_accepted_and_its_other_columns_ignored() 
     assert parsed.columns == plain.columns
     assert parsed.instances == [VALID, VALID, VALID]
     assert plain.ignored == ()
-    properties = schema.instance_json_schema()["properties"]
+    properties = instance_json_schema(schema)["properties"]
     assert {"Z_Revenue", "Response"} <= set(properties)
-    assert schema.instance_json_schema()["additionalProperties"] is False
+    assert instance_json_schema(schema)["additionalProperties"] is False
 
 
 def test_unknown_fields_are_ignored_only_when_the_server_says_so() -> None:
@@ -96,7 +90,7 @@ def test_unknown_fields_are_ignored_only_when_the_server_says_so() -> None:
     lenient = make_schema(accept_unknown=True)
     parsed = lenient.parse(body(row))
     assert parsed.ignored == ("Colour",) and parsed.instances == [VALID]
-    assert lenient.instance_json_schema()["additionalProperties"] is True
+    assert instance_json_schema(lenient)["additionalProperties"] is True
 
 
 def test_a_valid_request_gives_model_columns_in_transformer_order() -> None:
@@ -241,86 +235,3 @@ def test_example_instance_is_the_first_valid_row_or_typical_values() -> None:
     typical = schema.example_instance([], stats)
     assert typical["Age"] == 41 and typical["Joined"] == "2012-07-30"
     schema.validate_instances([typical])
-
-
-def openapi(schema: RequestSchema, token: bool = False) -> dict[str, Any]:
-    return build_openapi(
-        schema,
-        title="t",
-        version="v0001",
-        routes=("/health", "/predict"),
-        example={"instances": [VALID]},
-        max_explain_instances=5,
-        token_required=token,
-    )
-
-
-def test_openapi_states_the_same_rules() -> None:
-    spec = openapi(make_schema(max_instances=7))
-    schemas = spec["components"]["schemas"]
-    instance = schemas["Instance"]
-    assert set(instance["required"]) == {"Age", "Education", "Joined"}  # Constant: not a model input
-    assert instance["additionalProperties"] is False
-    assert instance["properties"]["Income"]["type"] == ["number", "null"]
-    assert instance["properties"]["ID"]["type"] == ["string", "integer", "null"]
-    instances = schemas["PredictRequest"]["properties"]["instances"]
-    assert (instances["minItems"], instances["maxItems"]) == (1, 7)
-    assert schemas["Parameters"]["additionalProperties"] is False
-    assert "security" not in spec and "bearer" in openapi(make_schema(), token=True)["security"][0]
-    assert spec["paths"]["/health"]["get"]["security"] == []
-
-
-@pytest.mark.parametrize(
-    ("text", "valid"),
-    [
-        ("2014-03-01", True),
-        ("2014-03-01T10:00:00.5+05:30", True),
-        ("1-3-2014", True),
-        ("2014-13-01", False),
-        ("2014-3-1", False),
-        ("1699-12-31", False),
-        ("01-03-14", False),
-    ],
-)
-def test_date_pattern_matches_what_validation_accepts(text: str, valid: bool) -> None:
-    matches = re.match(date_pattern(True), text) is not None
-    assert matches == valid
-    assert (parse_date(text) is not None and 1700 <= parse_date(text).year <= 2261) == valid
-
-
-def test_request_json_schema_agrees_with_the_validator() -> None:
-    jsonschema_rs = pytest.importorskip("jsonschema_rs")  # comes with schemathesis (dev extra)
-    schema = make_schema()
-    document = {**schema.request_json_schema(), "$defs": {}}
-    spec = openapi(schema)
-    rendered = orjson.dumps(document).decode().replace("#/components/schemas/", "#/$defs/")
-    validator = jsonschema_rs.validator_for(
-        {**orjson.loads(rendered), "$defs": spec["components"]["schemas"]}
-    )
-    cases = [
-        ({"instances": [VALID]}, True),
-        ({"instances": [{**VALID, "Income": None, "ID": "a"}], "parameters": {"top_k": 2}}, True),
-        ({"instances": []}, False),
-        ({"instances": [{**VALID, "Age": "1"}]}, False),
-        ({"instances": [{**VALID, "Colour": 1}]}, False),
-        ({"instances": [{k: v for k, v in VALID.items() if k != "Age"}]}, False),
-        ({"instances": [VALID], "parameters": {"top_k": 0}}, False),
-        ({"instances": [{**VALID, "Joined": "2014/03/01"}]}, False),
-    ]
-    for payload, valid in cases:
-        assert validator.is_valid(payload) == valid, payload
-        try:
-            schema.parse(orjson.dumps(payload))
-            accepted = True
-        except RequestError:
-            accepted = False
-        assert accepted == valid, payload
-
-
-def test_the_ignored_fields_header_is_safe_for_any_client_key() -> None:
-    from components.serving.endpoint import IGNORED_HEADER_LIMIT, ignored_fields_header
-
-    assert ignored_fields_header(["Response", "Z_Revenue"]) == b"Response,Z_Revenue"
-    assert ignored_fields_header(["a,b", "x\ny", "café"]) == b"a%2Cb,x%0Ay,caf%C3%A9"
-    many = ignored_fields_header([f"field_{i:04d}" for i in range(500)])
-    assert len(many) <= IGNORED_HEADER_LIMIT + 20 and many.endswith(b"-more")
