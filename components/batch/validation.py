@@ -19,7 +19,7 @@ import pandas as pd
 from components.data.schema import MAX_SCHEMA_CATEGORIES
 from components.data.validation import MAX_BAD_DATE_SHARE, label_key
 from components.model.bundle import ModelBundle
-from components.model.features import coerce_datetime
+from components.model.coercion import coerce_datetime
 from components.shared.errors import DataValidationError
 
 _NUMERIC_TYPES = frozenset({"integer", "number"})

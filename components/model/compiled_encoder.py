@@ -10,7 +10,7 @@ handling come from scikit-learn, not from a second implementation of its rules.
 
 Only the step types fitted by ``components.model.features`` compile; anything else (an older or a
 hand-made transformer) raises ``EncoderNotCompiled`` with the reason, and the endpoint keeps the
-transformer's own steps. tests/unit/test_compiled_encoder.py holds the equality with the steps.
+transformer's own steps. tests/unit/model/test_compiled_encoder.py holds the equality with the steps.
 """
 
 from __future__ import annotations

@@ -17,10 +17,7 @@ behind an explicit allow-list of types.
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,46 +30,24 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from components.model.bundle_format import FORMAT_VERSION, load_skops
+from components.model.coercion import (
+    RawRows,
+    coerce_datetime,
+    column_values,
+    days_before,
+    to_category_strings,
+    to_float,
+)
+from components.model.derived import (
+    DERIVED_SOURCES,
+    MARKETING_DATE_COLUMNS,
+    MARKETING_SOURCE_COLUMNS,
+    REPLACED_BY_DERIVED,
+    derive,
+    uses_marketing_features,
+)
 from components.shared.config import DatasetSpec, FeatureConfig
 from components.shared.errors import BundleError, DataValidationError
-
-# --- marketing derived features -------------------------------------------------------------------
-
-MNT_COLUMNS: list[str] = [
-    "MntWines",
-    "MntFruits",
-    "MntMeatProducts",
-    "MntFishProducts",
-    "MntSweetProducts",
-    "MntGoldProds",
-]
-PURCHASE_COLUMNS: list[str] = [
-    "NumWebPurchases",
-    "NumCatalogPurchases",
-    "NumStorePurchases",
-    "NumDealsPurchases",
-]
-ACCEPTED_COLUMNS: list[str] = [f"AcceptedCmp{i}" for i in range(1, 6)]
-
-# Derived feature -> the raw columns it is computed from (explanations aggregate back to these).
-DERIVED_SOURCES: dict[str, list[str]] = {
-    "Age": ["Year_Birth"],
-    "Total_Spent": MNT_COLUMNS,
-    "Customer_Days": ["Dt_Customer"],
-    "Children": ["Kidhome", "Teenhome"],
-    "Total_Purchases": PURCHASE_COLUMNS,
-    "Total_Accepted": ACCEPTED_COLUMNS,
-}
-MARKETING_SOURCE_COLUMNS: list[str] = list(
-    dict.fromkeys(c for sources in DERIVED_SOURCES.values() for c in sources)
-)
-MARKETING_DATE_COLUMNS: tuple[str, ...] = ("Dt_Customer",)
-# Age and Customer_Days carry exactly the information of these columns, so the raw ones are not
-# kept as separate (perfectly collinear) features.
-REPLACED_BY_DERIVED: tuple[str, ...] = ("Year_Birth", "Dt_Customer")
-
-# A batch of raw rows: a DataFrame, or a mapping of column -> sequence of values (one per row).
-RawRows = pd.DataFrame | Mapping[str, Sequence[Any]]
 
 # --- serialisation allow-list ---------------------------------------------------------------------
 
@@ -87,171 +62,6 @@ TRUSTED_TYPES: list[str] = [
     "components.model.features.FeatureTransformer",
     "numpy.dtype",
 ]
-
-# --- coercion helpers -----------------------------------------------------------------------------
-
-
-def _column(raw: RawRows, name: str) -> np.ndarray:
-    """One input column as a numpy array, from a DataFrame or a mapping of column -> values."""
-    values = raw[name]
-    return values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
-
-
-def _to_float(values: pd.Series | np.ndarray) -> np.ndarray:
-    """Numbers as a float64 array, whatever JSON made of them (int, float, numeric string, None).
-
-    Values that are not numbers, and infinities, become NaN and are imputed like missing ones.
-    The common case (already a numpy numeric dtype) avoids pandas' slower ``na_value`` path.
-    """
-    array = values if isinstance(values, np.ndarray) else values.to_numpy()
-    if array.dtype.kind not in "biuf":
-        array = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    array = array.astype(np.float64, copy=True)
-    array[~np.isfinite(array)] = np.nan
-    return array
-
-
-def coerce_datetime(values: pd.Series | np.ndarray, date_format: str | None, dayfirst: bool) -> np.ndarray:
-    """Dates as a naive (UTC) datetime64 array, from datetime64, ISO strings or day-first strings.
-
-    Strings go through pandas' per-element "mixed" parser, which reads ISO dates as ISO (plain
-    ``dayfirst=True`` format inference reads 2014-03-01 as 3 January) and ``dd-mm-yyyy`` day
-    first, in one call that costs about as much as a fixed format. A configured
-    ``spec.date_format`` is tried first; only values it cannot read fall back to "mixed". Time
-    zones are converted to UTC and dropped so that subtracting the naive reference date works.
-    Unreadable dates become NaT and are imputed like missing ones.
-    """
-    series = values if isinstance(values, pd.Series) else pd.Series(values)
-    if series.dtype.kind == "M":
-        if getattr(series.dtype, "tz", None) is not None:
-            series = series.dt.tz_convert(None)
-        return series.to_numpy()
-    raw = series.to_numpy(dtype=object)
-    if not date_format:
-        return _parse_mixed(raw, dayfirst)
-    parsed = pd.to_datetime(raw, format=date_format, errors="coerce", utc=True).tz_convert(None).to_numpy()
-    retry = np.isnat(parsed) & ~pd.isna(raw)
-    if retry.any():
-        parsed[retry] = _parse_mixed(raw[retry], dayfirst)
-    return parsed
-
-
-def _parse_mixed(raw: np.ndarray, dayfirst: bool) -> np.ndarray:
-    if len(raw) <= FAST_DATE_ROWS:  # the endpoint's requests: a few strings, often repeated
-        fast = [_fast_date(v, dayfirst) if type(v) is str else None for v in raw]
-        if None not in fast:
-            return np.array(fast, dtype="datetime64[ns]")
-    parsed = pd.to_datetime(raw, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
-    return parsed.tz_convert(None).to_numpy()
-
-
-FAST_DATE_ROWS = 64
-FAST_DATE_YEARS = (1678, 2261)  # strictly inside what datetime64[ns] holds (1677-09-21 to 2262-04-11)
-_FAST_ISO = re.compile(r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)?)?$")
-_FAST_NUMERIC = re.compile(r"^(\d{1,2})([-/.])(\d{1,2})\2(\d{4})$")
-
-
-@functools.lru_cache(maxsize=8192)
-def _fast_date(text: str, dayfirst: bool) -> np.datetime64 | None:
-    """One date string as pandas' "mixed" parser reads it (as a naive UTC instant), for the
-    shapes the endpoint accepts (ISO dates and date-times, DD-MM-YYYY or MM-DD-YYYY); None for
-    anything else, which then goes to pandas (tests/unit/test_features.py holds them equal)."""
-    try:
-        if _FAST_ISO.match(text):
-            moment = datetime.fromisoformat(text.replace(" ", "T"))
-            if moment.tzinfo is not None:
-                moment = moment.astimezone(UTC).replace(tzinfo=None)
-        elif match := _FAST_NUMERIC.match(text):
-            first, _, second, year = match.groups()
-            day, month = (first, second) if dayfirst else (second, first)
-            moment = datetime(int(year), int(month), int(day))
-        else:
-            return None
-    except (ValueError, OverflowError):  # 30 February and the like: pandas decides (NaT)
-        return None
-    if not FAST_DATE_YEARS[0] <= moment.year <= FAST_DATE_YEARS[1]:
-        return None  # datetime64[ns] would wrap around; pandas gives NaT or its own answer
-    return np.datetime64(moment, "ns")
-
-
-def _days_before(dates: np.ndarray, reference: pd.Timestamp) -> np.ndarray:
-    """Days from each date to the fixed reference date (NaN for missing dates)."""
-    return (np.datetime64(reference) - dates) / np.timedelta64(1, "D")
-
-
-def _to_category_strings(values: pd.Series | np.ndarray) -> np.ndarray:
-    """Categories as an object array of str with NaN for missing.
-
-    Training frames hold strings, categoricals or bools; JSON gives str/bool/None. Turning every
-    present value into its string makes True and "True" the same category in both worlds.
-    """
-    array = np.asarray(values, dtype=object)
-    missing = pd.isna(array)
-    out = array.astype(str).astype(object)
-    out[missing] = np.nan
-    return out
-
-
-# --- derived features -----------------------------------------------------------------------------
-
-
-def uses_marketing_features(columns: Iterable[str], cfg: FeatureConfig) -> bool:
-    """Whether the marketing features apply: always for 'marketing', when all sources exist for 'auto'."""
-    if cfg.derived == "none":
-        return False
-    present = set(columns)
-    missing = [c for c in MARKETING_SOURCE_COLUMNS if c not in present]
-    if cfg.derived == "marketing" and missing:
-        raise DataValidationError(
-            f"features.derived is 'marketing' but the data lacks column(s) {', '.join(missing)}"
-        )
-    return not missing
-
-
-def _derive(
-    frame: Mapping[str, Any], reference: pd.Timestamp, min_birth_year: int, dayfirst: bool = True
-) -> dict[str, np.ndarray]:
-    """The marketing features as float arrays; NaN wherever a needed source value is missing.
-
-    ``frame`` maps column -> Series (raw) or array (already coerced), so the transformer can pass
-    what it has coerced without building another DataFrame. Sums are NaN when any part is missing
-    (rather than counting it as 0) so that the imputer, not an accidental zero, fills them.
-    """
-    birth = _to_float(frame["Year_Birth"])
-    birth[birth < min_birth_year] = np.nan  # e.g. 1893, 1899 in the public file: data errors
-
-    def total(columns: Sequence[str]) -> np.ndarray:
-        return np.sum([_to_float(frame[c]) for c in columns], axis=0)
-
-    joined = frame["Dt_Customer"]
-    if not (isinstance(joined, np.ndarray) and joined.dtype.kind == "M"):
-        joined = coerce_datetime(joined, None, dayfirst)
-    return {
-        "Age": reference.year - birth,
-        "Total_Spent": total(MNT_COLUMNS),
-        "Customer_Days": _days_before(joined, reference),
-        "Children": total(["Kidhome", "Teenhome"]),
-        "Total_Purchases": total(PURCHASE_COLUMNS),
-        "Total_Accepted": total(ACCEPTED_COLUMNS),
-    }
-
-
-def add_derived_features(raw: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
-    """The frame with the marketing features added and Year_Birth / Dt_Customer replaced.
-
-    Pure: ``raw`` is not modified. Age = reference year - Year_Birth (birth years before
-    ``cfg.min_birth_year`` are missing), Total_Spent = sum of Mnt*, Customer_Days = days from
-    Dt_Customer to the reference date, Children = Kidhome + Teenhome, Total_Purchases = web +
-    catalog + store + deals purchases, Total_Accepted = AcceptedCmp1..5. The reference date is fixed
-    in the config so the same row gives the same features next year. Source values may be numbers,
-    numeric strings, datetimes or date strings. When the features do not apply (``cfg.derived``
-    'none', or 'auto' without the marketing columns) the frame is returned unchanged.
-    """
-    if not uses_marketing_features(raw.columns, cfg):
-        return raw
-    derived = _derive(raw, pd.Timestamp(cfg.reference_date), cfg.min_birth_year)
-    return raw.drop(columns=list(REPLACED_BY_DERIVED)).assign(**derived)
-
 
 # --- the transformer ------------------------------------------------------------------------------
 
@@ -303,20 +113,20 @@ class FeatureTransformer:
         """
         self._check_columns(raw)
         reference = pd.Timestamp(self.reference_date)
-        coerced = {c: _to_float(_column(raw, c)) for c in self.numeric_inputs}
+        coerced = {c: to_float(column_values(raw, c)) for c in self.numeric_inputs}
         dates = {c: coerce_datetime(raw[c], self.date_format, self.dayfirst) for c in self.date_inputs}
         numeric: dict[str, np.ndarray] = {}
         replaced: set[str] = set()
         if self.derive_marketing:
-            numeric.update(_derive({**coerced, **dates}, reference, self.min_birth_year, self.dayfirst))
+            numeric.update(derive({**coerced, **dates}, reference, self.min_birth_year, self.dayfirst))
             replaced = set(REPLACED_BY_DERIVED)
         for name, values in coerced.items():
             if name not in replaced:
                 numeric.setdefault(name, values)
         for name, values in dates.items():
             if name not in replaced:
-                numeric.setdefault(f"{name}_days", _days_before(values, reference))
-        categorical = {c: _to_category_strings(_column(raw, c)) for c in self.categorical_inputs}
+                numeric.setdefault(f"{name}_days", days_before(values, reference))
+        categorical = {c: to_category_strings(column_values(raw, c)) for c in self.categorical_inputs}
         return numeric, categorical
 
     def _check_columns(self, raw: RawRows) -> int:
@@ -348,7 +158,7 @@ class FeatureTransformer:
         The fitted steps are applied one by one (``step.transform``) instead of through
         ``Pipeline.transform``, whose per-call fitted/param/routing checks cost about 0.2 ms per
         pipeline on one row; the steps were checked when fitted. Inputs are finite or NaN (see
-        ``_to_float``) and imputed before scaling, so sklearn's finiteness scan is skipped too.
+        ``to_float``) and imputed before scaling, so sklearn's finiteness scan is skipped too.
         """
         if self._check_columns(raw) == 0:
             return np.empty((0, len(self.feature_names)), dtype=np.float64)  # sklearn rejects 0 rows
@@ -431,7 +241,7 @@ def _classify_inputs(train: pd.DataFrame, spec: DatasetSpec, derive: bool) -> di
     """Candidate raw feature columns by kind; the target, id and drop columns are never features.
 
     With the marketing features on, their sources are read as numbers / dates whatever their
-    train dtype, because that is how ``_derive`` reads them.
+    train dtype, because that is how ``derive`` reads them.
     """
     excluded = {spec.target, *spec.id_columns, *spec.drop_columns}
     kinds: dict[str, list[str]] = {"numeric": [], "categorical": [], "date": []}
@@ -548,7 +358,7 @@ def fit_transformer(train: pd.DataFrame, spec: DatasetSpec, cfg: FeatureConfig) 
         raise DataValidationError("every candidate feature is constant or empty in the training data")
     needed = {c for name in [*numeric_names, *categorical_names] for c in sources[name]}
     if derive:
-        needed.update(MARKETING_SOURCE_COLUMNS)  # _derive reads all of them
+        needed.update(MARKETING_SOURCE_COLUMNS)  # derive reads all of them
     inputs = {kind: [c for c in columns if c in needed] for kind, columns in kinds.items()}
     t = FeatureTransformer(inputs["numeric"], inputs["categorical"], inputs["date"], **settings)
     t.input_columns = [c for c in map(str, train.columns) if c in needed]  # in file order

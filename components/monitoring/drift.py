@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from components.model.bundle import ModelBundle
-from components.model.features import coerce_datetime
+from components.model.coercion import coerce_datetime
 from components.shared.config import Config
 from components.shared.errors import DataValidationError
 from components.shared.report import markdown_table

@@ -13,11 +13,10 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
+from components.model.derived import MNT_COLUMNS, add_derived_features
 from components.model.features import (
-    MNT_COLUMNS,
     TRUSTED_TYPES,
     FeatureTransformer,
-    add_derived_features,
     fit_transformer,
     load_transformer,
     save_transformer,
@@ -448,24 +447,24 @@ DATE_SHAPES = [
 @pytest.mark.parametrize("dayfirst", [True, False])
 def test_the_fast_date_path_reads_every_accepted_shape_as_pandas_does(dayfirst: bool) -> None:
     """The endpoint's small requests skip pandas for dates; the results must be pandas' own."""
-    from components.model import features as F
+    from components.model import coercion as C
     for text in DATE_SHAPES:
         raw = np.array([text], dtype=object)
         expected = pd.to_datetime(raw, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
         expected = expected.tz_convert(None).to_numpy()
-        got = F._parse_mixed(raw, dayfirst)
+        got = C.parse_mixed(raw, dayfirst)
         assert got.dtype == expected.dtype, text
         assert got.astype("int64").tolist() == expected.astype("int64").tolist(), text  # NaT included
-    assert F._fast_date("2014-03-01T00:30:00+01:00", dayfirst) is not None  # the fast path ran
+    assert C.fast_date("2014-03-01T00:30:00+01:00", dayfirst) is not None  # the fast path ran
     mixed = np.array([*DATE_SHAPES[:4], None], dtype=object)  # a null sends the column to pandas
     expected = pd.to_datetime(mixed, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
-    got = F._parse_mixed(mixed, dayfirst).astype("int64").tolist()
+    got = C.parse_mixed(mixed, dayfirst).astype("int64").tolist()
     assert got == expected.tz_convert(None).to_numpy().astype("int64").tolist()
 
 
 def test_an_out_of_range_year_never_wraps_around_whatever_the_row_count() -> None:
-    from components.model import features as F
+    from components.model import coercion as C
     few = np.array(["01-01-1500", "12-05-2013"], dtype=object)
     many = np.array(["01-01-1500", "12-05-2013"] * 40, dtype=object)
-    assert np.isnat(F._parse_mixed(few, True)[0]) and np.isnat(F._parse_mixed(many, True)[0])
-    assert F._parse_mixed(few, True)[1] == F._parse_mixed(many, True)[1] == np.datetime64("2013-05-12")
+    assert np.isnat(C.parse_mixed(few, True)[0]) and np.isnat(C.parse_mixed(many, True)[0])
+    assert C.parse_mixed(few, True)[1] == C.parse_mixed(many, True)[1] == np.datetime64("2013-05-12")
