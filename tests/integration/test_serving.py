@@ -6,6 +6,7 @@ versions here never changes what other tests see.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -658,3 +659,31 @@ def test_vertex_environment_serves_the_storage_uri_bundle(trained_registry: Any,
     finally:
         server.stop()
     assert len(PredictionLog(tmp_path / "log").read()) == 1
+
+
+# --------------------------------------------------------------------------- saved bundles keep serving
+
+
+@pytest.mark.integration
+def test_a_bundle_written_before_the_package_move_serves_the_same_answers(tmp_path: Path) -> None:
+    """The checked-in format-1 registry (flat components/) served over HTTP by today's code."""
+    fixtures = REPO / "tests" / "fixtures"
+    root = copy_registry(fixtures / "registry-format1", tmp_path / "registry")
+    recorded = json.loads((fixtures / "registry-format1-expected.json").read_text())
+    server = start_server(tmp_path, "--registry", str(root), "--model-name", "marketing-propensity")
+    try:
+        answer = httpx.post(server.url + "/predict", json=recorded["request"], timeout=30)
+        info = httpx.get(server.url + "/model_info").json()
+    finally:
+        server.stop()
+    assert answer.status_code == 200, answer.text
+    got, expected = answer.json()["predictions"], recorded["response"]["predictions"]
+    assert [p["label"] for p in got] == [p["label"] for p in expected]
+    assert [p["model_version"] for p in got] == ["v0001"] * len(expected)
+    for item, want in zip(got, expected, strict=True):
+        assert item["probability"] == pytest.approx(want["probability"], abs=1e-12)
+        assert item["calibrated_probability"] == pytest.approx(want["calibrated_probability"], abs=1e-12)
+        assert item["explanation"]["base_value"] == pytest.approx(want["explanation"]["base_value"], abs=1e-9)
+        contributions = want["explanation"]["contributions"]
+        assert item["explanation"]["contributions"] == pytest.approx(contributions, abs=1e-9)
+    assert info["version"] == "v0001" and info["encoder"]["compiled"] is True

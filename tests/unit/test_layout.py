@@ -96,3 +96,32 @@ def test_the_readme_layout_names_every_package() -> None:
     )
     missing = [p for p in packages if f"{p.rsplit('/', 1)[-1]}/" not in layout.group(1)]
     assert missing == []
+
+
+def layout_entries(layout: str) -> dict[str, str]:
+    """``components/`` package -> its text in the README's layout block (its line and continuations)."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in layout.splitlines():
+        match = re.match(r"^  (\w+)/\s", line)
+        if match:
+            current = match.group(1)
+            entries[current] = line
+        elif current and line.startswith(" " * 16):
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return entries
+
+
+def test_the_readme_layout_names_every_module_of_every_components_package() -> None:
+    layout = re.search(r"^## Layout\n(.*?)^## ", (ROOT / "README.md").read_text(), re.S | re.M)
+    assert layout
+    entries = layout_entries(layout.group(1))
+    assert set(entries) == set(RANK)
+    unnamed = [
+        f"{path.parent.name}/{path.stem}"
+        for path in sorted((ROOT / "components").glob("*/*.py"))
+        if path.stem != "__init__" and not re.search(rf"\b{path.stem}\b", entries[path.parent.name])
+    ]
+    assert unnamed == []
