@@ -22,8 +22,8 @@ Rules (each violation is a ``RequestError`` whose message names the instance ind
 - types: number = JSON number, integer = JSON number with an integral value, string = JSON
   string (unseen categories accepted: the encoder maps them), boolean = true/false, date = an ISO
   8601 date or date-time, or dd-mm-yyyy (mm-dd-yyyy when the dataset is not day-first), between
-  1678 and 2261 (the range pandas can represent). Numbers are bounded by +-1e15 so that derived
-  sums and the model stay finite.
+  1700 and 2261 (``fields.DATE_MIN_YEAR`` to ``DATE_MAX_YEAR``, inside what pandas holds).
+  Numbers are bounded by +-1e15 so that derived sums and the model stay finite.
 - parameters: ``explain`` (bool), ``top_k`` (1..1000), ``use_calibration`` (bool).
 """
 

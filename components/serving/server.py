@@ -1,6 +1,6 @@
 """Start-up: the endpoint's process, uvicorn serving the app, and its logging.
 
-``propensity serve`` (``pipelines.serve_cli``) builds the settings, then calls
+``propensity serve`` (``pipelines.cli.serve``) builds the settings, then calls
 ``configure_logging`` and ``run``; everything else about serving lives in the app it starts.
 """
 

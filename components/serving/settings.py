@@ -2,7 +2,7 @@
 
 Its own module because every other serving module reads the settings and none of them should read
 the environment: no environment variable is read at import; ``ServeSettings`` carries everything,
-built once at start-up by the CLI (``pipelines.serve_cli``) from flags and ``settings_from_environment``.
+built once at start-up by the CLI (``pipelines.cli.serve``) from flags and ``settings_from_environment``.
 """
 
 from __future__ import annotations
