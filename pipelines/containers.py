@@ -99,6 +99,12 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_PIPELINE_IMAGE,
         help=f"with --runner docker: the pipeline image (default {DEFAULT_PIPELINE_IMAGE}, `make images`)",
     )
+    parser.add_argument(
+        "--fresh-task-processes",
+        action="store_true",
+        help="with --runner subprocess: start every task as a new Python process, as kfp does, instead"
+        " of forking it from one that has imported kfp and the ML stack already (pipelines/warm_tasks.py)",
+    )
 
 
 def plan_for(

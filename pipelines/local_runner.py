@@ -67,13 +67,16 @@ def run_pipeline_locally(
     summary_output: str = SUMMARY_OUTPUT,
     timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS,
     containers: ContainerPlan | None = None,
+    warm_tasks: bool = True,
 ) -> LocalRun:
     """Run the named pipeline with ``arguments`` and return its summary. Raises PipelineRunError.
 
     A run still going after ``timeout_seconds`` is killed with every task it started (the child runs
     in its own process group; with ``containers``, the run's task containers are removed too) and
     fails naming the tasks that were running; None: no limit. ``containers``: every task in the
-    plan's image through kfp.local.DockerRunner; None: in processes of this venv.
+    plan's image through kfp.local.DockerRunner; None: in processes of this venv, forked from a
+    process that has imported kfp and the ML stack already (``warm_tasks``; see pipelines.warm_tasks)
+    or, with ``warm_tasks`` False, each started afresh as kfp does.
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
@@ -89,6 +92,7 @@ def run_pipeline_locally(
         "caching": enable_caching,
         "pipeline": pipeline,
         "containers": containers.to_json() if containers else None,
+        "warm_tasks": warm_tasks,
     }
     command = [sys.executable, "-m", "pipelines.local_runner", json.dumps(request)]
     start = time.perf_counter()
@@ -278,7 +282,12 @@ def _child_main(request_json: str) -> int:
         raise_on_error=True,
         enable_caching=request["caching"],
     )
-    pipeline(**request["arguments"])
+    with contextlib.ExitStack() as stack:
+        if request.get("warm_tasks") and not request["containers"]:
+            from pipelines.warm_tasks import warm_task_processes
+
+            stack.enter_context(warm_task_processes())
+        pipeline(**request["arguments"])
     return 0
 
 

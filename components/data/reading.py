@@ -105,9 +105,10 @@ def part_files(folder: Path, suffixes: tuple[str, ...] = PART_SUFFIXES) -> list[
 
 
 def natural_key(name: str) -> tuple[Any, ...]:
-    """Sort key in which digit runs compare as numbers: re.split alternates text and digits."""
+    """Sort key in which digit runs compare as numbers: re.split alternates text and digits, so
+    position i always holds the same kind in every key; the name itself breaks ties (p01 / p1)."""
     pieces = re.split(r"(\d+)", name.lower())
-    return (*[int(t) if i % 2 else t for i, t in enumerate(pieces)], name)
+    return (tuple(int(t) if i % 2 else t for i, t in enumerate(pieces)), name)
 
 
 def _read_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:

@@ -13,7 +13,8 @@ A bundle is a directory::
 It is the contract between training and serving: serving accepts the raw columns of the training
 file and calls the bundle's transformer, so no feature logic is repeated. Loading never unpickles:
 checksums are verified first (a truncated copy or a tampered file is refused, naming the file), then
-the transformer and model go through the allow-listed loaders in ``features`` and ``models``.
+the transformer and model go through the allow-listed loaders in ``features`` and ``families``
+(``bundle_format``).
 """
 
 from __future__ import annotations
@@ -327,7 +328,8 @@ def verify_bundle(directory: str | Path) -> dict[str, Any]:
     version = manifest.get("format_version")
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise BundleError(
-            f"bundle {directory} has format_version {version!r}; this code reads up to {FORMAT_VERSION}"
+            f"bundle {directory} has format_version {version!r};"
+            f" this code reads formats 1 to {FORMAT_VERSION}"
         )
     for name, expected in manifest["files"].items():
         path = _listed_path(directory, name)

@@ -110,7 +110,7 @@ def _linear_coefficients(model: Any, n_features: int) -> tuple[np.ndarray, float
 
     Preprocessing steps of a Pipeline (e.g. StandardScaler) are affine, so probing them at the
     origin and the unit vectors gives their exact matrix; this keeps linear SHAP exact without
-    knowing which scaler models.py chose.
+    knowing which scaler families.py chose.
     """
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     if not hasattr(final, "coef_"):

@@ -1,4 +1,4 @@
-"""Reading and writing the files behind KFP artifacts, shared by the component shells in ops.py.
+"""Reading and writing the files behind KFP artifacts, shared by the component shells in components/shells/.
 
 An artifact's ``path`` is a local path on every runner (the local runner's folder, or the
 /gcs/ FUSE mount on Vertex), so plain file I/O is enough here. Directories are used for
@@ -54,7 +54,11 @@ def read_json(path: str | Path, error: type[Exception] | None = None, what: str 
         if error is None:
             raise
         raise error(f"{what} {path} does not exist") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        if error is None:
+            raise
+        raise error(f"{what} {path} could not be read: {exc}") from exc
+    except ValueError as exc:
         if error is None:
             raise
         raise error(f"{what} {path} is not valid JSON: {exc}") from exc

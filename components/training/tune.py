@@ -14,7 +14,7 @@ and stops ``tune.early_stopping_rounds`` after its best validation log-loss; the
 is the one that minimises the *mean* log-loss curve over the folds (as ``xgb.cv`` does), every fold
 is scored at that count, and the refit on all development rows uses it.
 
-Everything runs in one process on one core (see ``models.XGBOOST_N_JOBS``): on busy 2-core machines
+Everything runs in one process on one core (see ``families.XGBOOST_N_JOBS``): on busy 2-core machines
 spin-waiting threads cost far more than they gain.
 """
 

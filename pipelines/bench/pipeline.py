@@ -1,7 +1,7 @@
 """Benchmarks (``make bench``): measured figures, never asserted by unit tests.
 
 1. The default run (synthetic marketing data, default config) on the KFP local runner: wall time
-   and per-stage times.
+   and per-stage times, with tasks forked warm (the default) and each a new process (as kfp).
 2. The real Telco churn table: the champion's test ROC-AUC against a default
    HistGradientBoostingClassifier trained on the very same train split.
 """
@@ -42,9 +42,15 @@ def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
 
 
 def train_locally(
-    config: Config, data_uri: str, workdir: Path, name: str, containers: ContainerPlan | None = None
+    config: Config,
+    data_uri: str,
+    workdir: Path,
+    name: str,
+    containers: ContainerPlan | None = None,
+    warm_tasks: bool = True,
 ) -> LocalRun:
-    """One training run into WORKDIR/NAME (its own registry); ``containers``: tasks in the image."""
+    """One training run into WORKDIR/NAME (its own registry); ``containers``: tasks in the image;
+    ``warm_tasks`` False: every task a new process, as kfp starts them."""
     from pipelines.local_runner import run_pipeline_locally
     from pipelines.runs import code_version, new_run_name
 
@@ -59,15 +65,29 @@ def train_locally(
         "run_name": run_name,
         "code_version": code_version(),
     }
-    return run_pipeline_locally(arguments, run_dir, echo=lambda line: None, containers=containers)
+    return run_pipeline_locally(
+        arguments, run_dir, echo=lambda line: None, containers=containers, warm_tasks=warm_tasks
+    )
 
 
 def bench_default_run(workdir: Path) -> dict[str, Any]:
     from components.data.synthetic import ensure_default_data
 
     data_dir = ensure_default_data(workdir / "data" / "marketing-2240")
+    fresh = train_locally(Config(), str(data_dir.resolve()), workdir, "default-fresh", warm_tasks=False)
+    described_fresh = describe_run("the venv, each a new process (--fresh-task-processes)", fresh)
     run = train_locally(Config(), str(data_dir.resolve()), workdir, "default")
-    return describe_run("the venv", run)
+    described = describe_run("the venv, forked warm (the default)", run)
+    print(
+        f"  warm / fresh task processes: wall {run.seconds / fresh.seconds:.2f},"
+        f" sum of task start-ups {start_up(described) / start_up(described_fresh):.2f}"
+    )
+    return {**described, "fresh_task_processes": described_fresh}
+
+
+def start_up(described: dict[str, Any]) -> float:
+    """Sum over tasks of wall minus body: process start, imports, artifact I/O."""
+    return sum(row["wall"] - row["body"] for row in described["tasks"])
 
 
 def describe_run(where: str, run: LocalRun) -> dict[str, Any]:

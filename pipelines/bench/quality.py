@@ -449,7 +449,8 @@ def _names(values: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_quality", description=(__doc__ or "").split("\n", 1)[0])
+    description = (__doc__ or "").split("\n", 1)[0]
+    parser = argparse.ArgumentParser(prog="pipelines.bench.quality", description=description)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR / "bench")
     parser.add_argument("--tables", nargs="+", default=list(TABLES), help=f"any of {', '.join(TABLES)}")
     parser.add_argument("--seeds", nargs="+", default=[str(s) for s in DEFAULT_SEEDS])

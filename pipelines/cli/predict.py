@@ -113,7 +113,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"propensity: scoring {batch_uri} with {champion.model_name} {champion.version}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
     result = run_pipeline_locally(
-        arguments, run_dir, pipeline="prediction", summary_output=SUMMARY_OUTPUT, containers=containers
+        arguments,
+        run_dir,
+        pipeline="prediction",
+        summary_output=SUMMARY_OUTPUT,
+        containers=containers,
+        warm_tasks=not args.fresh_task_processes,
     )
     summary = with_retrain_outcome(result.summary, run_dir / "artifacts")
     path = run_dir / "prediction_summary.json"

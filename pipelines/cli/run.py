@@ -81,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         enable_caching=args.cache,
         timeout_seconds=args.timeout or None,
         containers=containers,
+        warm_tasks=not args.fresh_task_processes,
     )
     summary_path = run_dir / "pipeline_summary.json"
     summary_path.write_text(json.dumps(result.summary, indent=2))

@@ -57,12 +57,16 @@ def base_args(workspace: Path, data_file: str) -> list[str]:
     return fast_run_args(workspace / "work", workspace / data_file)
 
 
+FIRST_RUN: dict[str, dict] = {}  # the first run's summary, for the second run to compare with
+
+
 def test_first_model_is_deployed_with_all_artifacts(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run_cli(base_args(workspace, "customers.csv"), capsys)
     assert code == 0, err
     summary = summary_of(out)
+    FIRST_RUN["summary"] = summary
 
     assert summary["gate"]["passed"] is True
     assert summary["deployment"]["deployed"] is True
@@ -120,9 +124,15 @@ def test_first_model_is_deployed_with_all_artifacts(
 def test_second_run_is_compared_with_champion_and_becomes_v0002(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli(base_args(workspace, "customers.csv"), capsys)
+    """Also the same run with every task a new process, as kfp starts them: the same model."""
+    args = [*base_args(workspace, "customers.csv"), "--fresh-task-processes"]
+    code, out, err = run_cli(args, capsys)
     assert code == 0, err
     summary = summary_of(out)
+    first = FIRST_RUN["summary"]
+    assert summary["champion"] == first["champion"]
+    assert summary["metrics"]["cv"] == first["metrics"]["cv"]
+    assert summary["metrics"]["test"] == first["metrics"]["test"]
     champion_check = next(c for c in summary["gate"]["checks"] if c["name"] == "not worse than champion")
     assert "v0001" in champion_check["detail"]
     assert summary["gate"]["champion_version"] == "v0001"

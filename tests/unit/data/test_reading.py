@@ -345,3 +345,10 @@ def test_text_that_does_not_split_into_fields_is_refused(tmp_path: Path) -> None
     path.write_text("All rights reserved\n")
     with pytest.raises(DataValidationError, match=r"LICENSE has no extension and .*single field"):
         read_table(str(path))
+
+
+def test_part_names_sort_by_their_numbers_and_never_compare_text_with_numbers() -> None:
+    from components.data.reading import natural_key
+
+    names = ["p10.csv", "p2.csv", "p1.csv2.csv", "p1.csv", "P01.csv"]
+    assert sorted(names, key=natural_key) == ["P01.csv", "p1.csv", "p1.csv2.csv", "p2.csv", "p10.csv"]
