@@ -27,9 +27,16 @@ if TYPE_CHECKING:
 def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"default_run": bench_default_run(workdir)}
+    from pipelines.bench.mlserver import compare_with_endpoint, find_xgboost_candidate
     from pipelines.bench.serving import bench_serving
 
     results["serving"] = bench_serving(workdir / "default" / "registry", Config().registry_model_name)
+    results["mlserver"] = compare_with_endpoint(
+        results["serving"],
+        Path(results["default_run"]["bundle"]),
+        find_xgboost_candidate(workdir / "default"),
+        workdir / "mlserver",
+    )
     from pipelines.bench.prediction import bench_batch_scoring
 
     results["batch_scoring"] = bench_batch_scoring(workdir / "prediction", workdir / "default" / "registry")
