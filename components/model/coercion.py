@@ -67,15 +67,23 @@ def coerce_datetime(values: pd.Series | np.ndarray, date_format: str | None, day
 
 
 def parse_mixed(raw: np.ndarray, dayfirst: bool) -> np.ndarray:
-    if len(raw) <= FAST_DATE_ROWS:  # the endpoint's requests: a few strings, often repeated
-        fast = [fast_date(v, dayfirst) if type(v) is str else None for v in raw]
+    """Dates as pandas' "mixed" parser reads them; up to ``FAST_DATE_ROWS`` values (every endpoint
+    request) without pandas when each is null or of a shape ``fast_date`` reads."""
+    if len(raw) <= FAST_DATE_ROWS:  # the endpoint's requests: up to max_instances, often repeated
+        fast = [_NAT if _is_null(v) else fast_date(v, dayfirst) if type(v) is str else None for v in raw]
         if None not in fast:
             return np.array(fast, dtype="datetime64[ns]")
     parsed = pd.to_datetime(raw, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
     return parsed.tz_convert(None).to_numpy()
 
 
-FAST_DATE_ROWS = 64
+FAST_DATE_ROWS = 1024  # the endpoint's max_instances default is 1000; larger frames: pandas
+_NAT = np.datetime64("NaT", "ns")
+
+
+def _is_null(value: Any) -> bool:
+    """None or NaN: what pandas reads as NaT (JSON null, a missing cell)."""
+    return value is None or (type(value) is float and value != value)
 FAST_DATE_YEARS = (1678, 2261)  # strictly inside what datetime64[ns] holds (1677-09-21 to 2262-04-11)
 _FAST_ISO = re.compile(r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)?)?$")
 _FAST_NUMERIC = re.compile(r"^(\d{1,2})([-/.])(\d{1,2})\2(\d{4})$")

@@ -456,7 +456,7 @@ def test_the_fast_date_path_reads_every_accepted_shape_as_pandas_does(dayfirst: 
         assert got.dtype == expected.dtype, text
         assert got.astype("int64").tolist() == expected.astype("int64").tolist(), text  # NaT included
     assert C.fast_date("2014-03-01T00:30:00+01:00", dayfirst) is not None  # the fast path ran
-    mixed = np.array([*DATE_SHAPES[:4], None], dtype=object)  # a null sends the column to pandas
+    mixed = np.array([*DATE_SHAPES[:4], None, float("nan")], dtype=object)  # nulls: NaT both ways
     expected = pd.to_datetime(mixed, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
     got = C.parse_mixed(mixed, dayfirst).astype("int64").tolist()
     assert got == expected.tz_convert(None).to_numpy().astype("int64").tolist()
@@ -465,6 +465,6 @@ def test_the_fast_date_path_reads_every_accepted_shape_as_pandas_does(dayfirst: 
 def test_an_out_of_range_year_never_wraps_around_whatever_the_row_count() -> None:
     from components.model import coercion as C
     few = np.array(["01-01-1500", "12-05-2013"], dtype=object)
-    many = np.array(["01-01-1500", "12-05-2013"] * 40, dtype=object)
+    many = np.array(["01-01-1500", "12-05-2013"] * (C.FAST_DATE_ROWS // 2 + 1), dtype=object)
     assert np.isnat(C.parse_mixed(few, True)[0]) and np.isnat(C.parse_mixed(many, True)[0])
     assert C.parse_mixed(few, True)[1] == C.parse_mixed(many, True)[1] == np.datetime64("2013-05-12")
