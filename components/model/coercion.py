@@ -51,12 +51,15 @@ def coerce_datetime(values: pd.Series | np.ndarray, date_format: str | None, day
     zones are converted to UTC and dropped so that subtracting the naive reference date works.
     Unreadable dates become NaT and are imputed like missing ones.
     """
-    series = values if isinstance(values, pd.Series) else pd.Series(values)
-    if series.dtype.kind == "M":
-        if getattr(series.dtype, "tz", None) is not None:
-            series = series.dt.tz_convert(None)
-        return series.to_numpy()
-    raw = series.to_numpy(dtype=object)
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        raw = values  # the endpoint's columns: no Series to build (a third of a one-row request)
+    else:
+        series = values if isinstance(values, pd.Series) else pd.Series(values)
+        if series.dtype.kind == "M":
+            if getattr(series.dtype, "tz", None) is not None:
+                series = series.dt.tz_convert(None)
+            return series.to_numpy()
+        raw = series.to_numpy(dtype=object)
     if not date_format:
         return parse_mixed(raw, dayfirst)
     parsed = pd.to_datetime(raw, format=date_format, errors="coerce", utc=True).tz_convert(None).to_numpy()
