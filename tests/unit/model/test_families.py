@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from components.model.families import (
     FAMILIES,
     SKOPS_FILE,
     BlendModel,
+    _is_plain_binary,
     load_model,
     make_estimator,
     predict_logit,
@@ -124,3 +126,24 @@ def test_blend_file_naming_an_unknown_member_is_refused(data, fitted, tmp_path: 
         load_model("blend", tmp_path)
     with pytest.raises(ValueError, match="must match"):
         BlendModel({"logreg": fitted["logreg"]}, {"mlp": 1.0}, 0.0)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
+def test_the_unvalidated_path_equals_scikit_learn(data, fitted, activation: str) -> None:
+    """predict_proba / predict_logit skip scikit-learn's input checks for the binary logistic
+    regression and MLP; the numbers must be scikit-learn's own."""
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = data
+    mlp = MLPClassifier(hidden_layer_sizes=(7, 5), activation=activation, max_iter=30, random_state=0)
+    with warnings.catch_warnings():  # 30 iterations may not converge: fine for an equality test
+        warnings.simplefilter("ignore")
+        mlp.fit(X, y)
+    logreg = fitted["logreg"]
+    rows = np.vstack([X[:50], X[:1] * 40.0])  # one far-out row saturates the probabilities
+    for model in (logreg, mlp):
+        assert _is_plain_binary(model)  # the path under test is the one taken
+        for batch in (rows, rows[:1]):
+            expected = model.predict_proba(batch)[:, 1]
+            np.testing.assert_allclose(predict_proba(model, batch), expected, rtol=1e-12)
+    np.testing.assert_allclose(predict_logit(logreg, rows), logreg.decision_function(rows), rtol=1e-12)
