@@ -23,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.bench.serving import CASES, HOST, STARTUP_SECONDS, Case, drive, free_port, http_request
+from pipelines.bench.serving import (
+    CASES,
+    HOST,
+    STARTUP_SECONDS,
+    Case,
+    drive,
+    free_port,
+    http_request,
+    stop_server,
+)
 
 MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-xgboost==1.7.1")
 MODEL_NAME = "propensity"
@@ -127,12 +136,7 @@ def bench_mlserver(
             if not case.explain:
                 results["cases"][case.name] = _run_case(port, case, encoded_rows, scale)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
     return results
 
 
