@@ -13,7 +13,6 @@ ports, no metrics server and ``parallel_workers: 0`` (inference in the server pr
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pipelines.bench.serving import (
     drive,
     free_port,
     http_request,
+    newest_candidates,
     stop_server,
 )
 
@@ -174,8 +174,9 @@ def comparison_lines(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
 
 def find_xgboost_candidate(run_root: Path) -> Path | None:
     """The newest refit XGBoost candidate a training run under ``run_root`` saved."""
-    found = sorted(run_root.glob("*/artifacts/*/train/models/xgboost/model.ubj"), key=os.path.getmtime)
-    return found[-1] if found else None
+    candidates = newest_candidates(run_root)
+    model = candidates / "xgboost" / "model.ubj" if candidates else None
+    return model if model and model.is_file() else None
 
 
 def compare_with_endpoint(

@@ -28,9 +28,13 @@ def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"default_run": bench_default_run(workdir)}
     from pipelines.bench.mlserver import compare_with_endpoint, find_xgboost_candidate
-    from pipelines.bench.serving import bench_serving
+    from pipelines.bench.serving import bench_serving, newest_candidates
 
-    results["serving"] = bench_serving(workdir / "default" / "registry", Config().registry_model_name)
+    results["serving"] = bench_serving(
+        workdir / "default" / "registry",
+        Config().registry_model_name,
+        candidates=newest_candidates(workdir / "default"),
+    )
     results["mlserver"] = compare_with_endpoint(
         results["serving"],
         Path(results["default_run"]["bundle"]),

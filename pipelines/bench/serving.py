@@ -225,7 +225,11 @@ def _per_instance(result: dict[str, Any], rows: int) -> dict[str, Any]:
 
 
 def bench_serving(
-    registry_root: Path, model_name: str, cases: tuple[Case, ...] = CASES, scale: float = 1.0
+    registry_root: Path,
+    model_name: str,
+    cases: tuple[Case, ...] = CASES,
+    scale: float = 1.0,
+    candidates: Path | None = None,
 ) -> dict[str, Any]:
     """Start the server on loopback, measure every case, print a table, return the figures.
 
@@ -255,6 +259,7 @@ def bench_serving(
             stop_server(process)
     results["encoder"] = bench_encoder(model)
     print(format_table(results))
+    results["explain_costs"] = bench_explain_costs(model, candidates)
     enc = results["encoder"]
     print(
         f"  one row through the feature transformer, in process: fitted scikit-learn steps"
@@ -262,6 +267,45 @@ def bench_serving(
         f" (compiled / sklearn {enc['compiled_over_sklearn']:.2f}; the endpoint serves {enc['served']})"
     )
     return results
+
+
+def newest_candidates(run_root: Path) -> Path | None:
+    """The refit candidate models (one folder per family) of the newest training run under ``run_root``."""
+    found = sorted(run_root.glob("*/artifacts/*/train/models"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def bench_explain_costs(model: Any, candidates: Path | None, calls: int = 300) -> dict[str, Any]:
+    """One example row explained by each family's candidate, in process, beside its own predict:
+    what ``explain: true`` costs per family (the served bundle's background and raw-column view)."""
+    from components.model.explain import aggregate_to_raw, contributions
+    from components.model.families import MODEL_KINDS, load_model, predict_proba
+
+    if candidates is None:
+        return {}
+    bundle = model.bundle
+    columns = model.schema.validate_instances([model.example])
+    row = bundle.transformer.transform(model.schema.model_arrays(columns))
+    costs: dict[str, Any] = {}
+    for family in MODEL_KINDS:
+        if not (candidates / family).is_dir():
+            continue
+        fitted = load_model(family, candidates / family)
+
+        def explain(fitted: Any = fitted, family: str = family) -> None:
+            _, values = contributions(fitted, family, row, model.background)
+            aggregate_to_raw(values, bundle.feature_names, bundle.source_columns)
+
+        explain_ms = _timed(explain, calls, 20.0)["p50_ms"]
+        predict_ms = _timed(lambda fitted=fitted: predict_proba(fitted, row), calls * 10, 10.0)["p50_ms"]
+        costs[family] = {"explain_ms": explain_ms, "predict_ms": predict_ms, "ratio": explain_ms / predict_ms}
+    lines = ["", "  explain one instance, in process, per family (p50; / its own predict_proba on the row):"]
+    lines += [
+        f"  {family:<10}{c['explain_ms']:>8.3f} ms  predict {c['predict_ms']:.3f} ms  ratio {c['ratio']:.0f}"
+        for family, c in costs.items()
+    ]
+    print("\n".join(lines))
+    return costs
 
 
 def bench_encoder(model: Any, calls: int = 2000) -> dict[str, Any]:
