@@ -286,7 +286,7 @@ def _child_main(request_json: str) -> int:
         if request.get("warm_tasks") and not request["containers"]:
             from pipelines.warm_tasks import warm_task_processes
 
-            stack.enter_context(warm_task_processes())
+            stack.enter_context(warm_task_processes(Path(request["pipeline_root"]).parent / "tasks"))
         pipeline(**request["arguments"])
     return 0
 

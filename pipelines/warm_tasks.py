@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ LAST_IMPORTS = ("shap",)
 SHELL_MODULES = ("components.shells.training", "components.shells.prediction")
 CONNECT_SECONDS = 10.0
 ACK_SECONDS = 120.0  # a zygote in the middle of a long import answers when that import is done
-WARM_SUFFIX = ".warm"
+WARM_MARKER = "zygote.warm"
 KFP_ENV = {"_KFP_RUNTIME": "true"}
 _HEADER = struct.Struct("!Q")
 # kfp's task script: the program is $0, written to a temp dir, then run with "$@" as arguments.
@@ -101,12 +102,12 @@ def shell_body_modules(shell_modules: tuple[str, ...] = SHELL_MODULES) -> list[s
 # ------------------------------------------------------------------------------------ the zygote
 
 
-def serve(socket_path: str) -> None:
+def serve(socket_name: str, warm_marker: str) -> None:
     """The zygote: listen, import step by step while serving whoever asks, fork a child per task,
     and report each child's exit status to its runner when the kernel does (the zygote reaps)."""
     _die_with_parent()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
+    listener.bind("\0" + socket_name)  # Linux's abstract namespace (see WarmTasks)
     listener.listen(64)
     zygote = _Zygote(listener)
     before = dict(os.environ)
@@ -116,7 +117,7 @@ def serve(socket_path: str) -> None:
             __import__(module)
         # what imports set for themselves (e.g. scikit-learn's KMP_* variables) tasks keep
         zygote.import_env = {k: v for k, v in os.environ.items() if before.get(k) != v}
-    Path(socket_path + WARM_SUFFIX).touch()  # every import done (WarmTasks.wait_until_warm)
+    Path(warm_marker).touch()  # every import done (WarmTasks.wait_until_warm)
     while True:
         zygote.serve(timeout=None)
 
@@ -282,11 +283,17 @@ def _shut_down_interpreter() -> None:
 class WarmTasks:
     """The runner's side: starts the zygote and runs kfp's task commands through it."""
 
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="propensity-tasks-"))
-        self.socket_path = str(self.directory / "zygote.sock")
+    def __init__(self, directory: Path | None = None) -> None:
+        """``directory``: where the tasks' program files go (removed on ``close``; a run killed
+        outright leaves it behind, so the local runner puts it in the run's folder)."""
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="propensity-tasks-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Linux's abstract socket namespace: no file to leave behind, no path-length limit
+        self.socket_name = f"propensity-tasks-{os.getpid()}-{uuid.uuid4().hex}"
+        self.marker = self.directory / WARM_MARKER
+        command = [sys.executable, "-m", "pipelines.warm_tasks", self.socket_name, str(self.marker)]
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", "pipelines.warm_tasks", self.socket_path])
+            self.process = subprocess.Popen(command)
         except OSError:
             shutil.rmtree(self.directory, ignore_errors=True)
             raise
@@ -294,7 +301,7 @@ class WarmTasks:
     def wait_until_warm(self, timeout: float = 60.0) -> bool:
         """Whether the zygote finished its imports within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        marker = Path(self.socket_path + WARM_SUFFIX)
+        marker = self.marker
         while not marker.exists() and self.process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         return marker.exists()
@@ -333,7 +340,7 @@ class WarmTasks:
         while self.process.poll() is None and time.monotonic() < deadline:
             connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                connection.connect(self.socket_path)
+                connection.connect("\0" + self.socket_name)
                 return connection
             except (FileNotFoundError, ConnectionRefusedError):
                 connection.close()
@@ -381,13 +388,13 @@ def _message(replies: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def warm_task_processes() -> Iterator[WarmTasks | None]:
+def warm_task_processes(directory: Path | None = None) -> Iterator[WarmTasks | None]:
     """While open, kfp.local's SubprocessRunner starts its tasks as warm children (see above)."""
     from kfp.local import subprocess_task_handler as handler
 
     original: Callable[..., int] = handler.run_local_subprocess
     try:
-        warm = WarmTasks()
+        warm = WarmTasks(directory)
     except OSError as exc:  # no zygote: every task starts as kfp starts it
         print(f"warm task processes unavailable ({exc}); starting each task afresh", file=sys.stderr)
         yield None
@@ -407,4 +414,4 @@ def warm_task_processes() -> Iterator[WarmTasks | None]:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], sys.argv[2])
