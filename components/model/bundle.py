@@ -463,7 +463,13 @@ def build_bundle(
     code_version: str,
     reference_frame: pd.DataFrame | None = None,
 ) -> ModelBundle:
-    """Assemble the bundle from the stage outputs (calibrate, evaluate, explain JSON artifacts)."""
+    """Assemble the bundle from the stage outputs (calibrate, evaluate, explain JSON artifacts).
+
+    The bundle also records whether the transformer's steps compile to the endpoint's numpy
+    encoder, checked here against the steps on the training rows (``extra["encoder"]``).
+    """
+    from components.model.compiled_encoder import CHECK_ROWS, check_compiled_encoder
+
     columns = [c for c in transformer.input_columns if c in train_frame.columns]
     return ModelBundle(
         transformer=transformer,
@@ -485,6 +491,7 @@ def build_bundle(
             "importance": importance,
             "reference_stats": reference_stats(train_frame, columns),
             "train_rows": len(train_frame),
+            "encoder": check_compiled_encoder(transformer, train_frame.head(CHECK_ROWS)),
             "config": config.to_dict(),
         },
         reference=None

@@ -221,16 +221,41 @@ def raw_threshold(threshold: float, temperature: float) -> float:
     return 1.0 / (1.0 + math.exp(-temperature * _logit(threshold)))
 
 
-def _compile_encoder(bundle: ModelBundle, directory: Path) -> dict[str, Any]:
-    """Serve with the transformer's fitted steps compiled to numpy (components.model.compiled_encoder),
-    or, when they cannot be compiled, with the steps themselves and a log line saying why."""
-    from components.model.compiled_encoder import ENCODER_VERSION, use_compiled_encoder
+def _compile_encoder(bundle: ModelBundle, directory: Path, reference: Any) -> dict[str, Any]:
+    """Serve with the transformer's fitted steps compiled to numpy (components.model.compiled_encoder)
+    when the bundle's record allows it and they match the steps on its reference rows; otherwise
+    with the steps themselves and a log line saying why. Returns what ``/model_info`` reports."""
+    from components.model.compiled_encoder import (
+        CHECK_ROWS,
+        ENCODER_VERSION,
+        check_compiled_encoder,
+        use_compiled_encoder,
+    )
 
-    reason = use_compiled_encoder(bundle.transformer)
-    if reason is None:
-        return {"compiled": True, "version": ENCODER_VERSION}
-    logger.warning("bundle %s: feature steps not compiled (%s); serving with scikit-learn", directory, reason)
-    return {"compiled": False, "reason": reason}
+    recorded = bundle.extra.get("encoder")
+    transformer = bundle.transformer
+    same_version = isinstance(recorded, dict) and recorded.get("version") == ENCODER_VERSION
+    if same_version and not recorded.get("compiled"):
+        reason = f"at packaging: {recorded.get('reason')}"
+        record = {"compiled": False, "version": ENCODER_VERSION, "reason": reason}
+    elif reference is None or not len(reference):
+        reason = use_compiled_encoder(transformer)  # nothing to check on: the unit tests' equality holds
+        record = {"compiled": reason is None, "version": ENCODER_VERSION, "rows_checked": 0}
+        if reason is not None:
+            record["reason"] = reason
+    else:
+        record = check_compiled_encoder(transformer, reference.head(CHECK_ROWS))
+        if record["compiled"]:
+            use_compiled_encoder(transformer)
+    record["recorded"] = recorded  # None for a bundle packaged before the record existed
+    if not record["compiled"]:
+        transformer.compiled = None
+        logger.warning(
+            "bundle %s: feature steps not compiled (%s); serving with scikit-learn",
+            directory,
+            record["reason"],
+        )
+    return record
 
 
 def _reference(directory: Path) -> Any:
@@ -271,8 +296,8 @@ def load_model(
     """
     directory = Path(directory)
     bundle = load_bundle(directory)  # checksums first, allow-listed types only
-    encoder = _compile_encoder(bundle, directory)
     reference = _reference(directory)
+    encoder = _compile_encoder(bundle, directory, reference)
     meta = _registry_metadata(directory)
     digest = bundle_digest(directory)
     schema = RequestSchema.from_bundle(bundle, settings.max_instances, settings.accept_unknown_fields)
