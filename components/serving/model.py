@@ -354,7 +354,7 @@ def load_model(
     if len(background) == 0 and bundle.family != "xgboost":
         logger.warning("bundle %s has no reference data: explanations use a zero background", directory)
         background = np.zeros((1, len(bundle.feature_names)))
-    background, background_weights = _budgeted_background(bundle, background)
+    background, background_weights = budgeted_background(bundle.family, bundle.model, background)
     tree_shap, tree_shap_record = _tree_shap(bundle, reference, directory)
     raw_names, raw_map = raw_mapping(bundle.feature_names, bundle.source_columns)
     loaded = LoadedModel(
@@ -382,10 +382,12 @@ def load_model(
     return loaded
 
 
-def _budgeted_background(bundle: ModelBundle, background: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def budgeted_background(
+    family: str, model: Any, background: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
     """For permutation SHAP (an MLP alone or in a blend), the background summarised into weighted
     centroids so that one explained row costs about EXPLAIN_EVALUATIONS model rows."""
-    uses_mlp = bundle.family == "mlp" or "mlp" in getattr(bundle.model, "members", {})
+    uses_mlp = family == "mlp" or "mlp" in getattr(model, "members", {})
     if not uses_mlp or len(background) == 0:
         return background, None
     low, high = BACKGROUND_CENTROIDS
