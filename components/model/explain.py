@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from components.model.calibration import apply_temperature
-from components.model.families import BLEND, MODEL_KINDS, predict_logit, predict_proba
+from components.model.families import BLEND, MODEL_KINDS, predict_logit, predict_proba, xgb_iteration_range
 from components.model.treeshap import TreeShapTables
 from components.shared.config import ExplainConfig
 from components.shared.report import figure_to_img_tag, html_page, html_table, pyplot
@@ -78,12 +78,6 @@ def _xgb_dmatrix(model: Any, X: np.ndarray) -> Any:
     )
 
 
-def _xgb_iteration_range(model: Any) -> tuple[int, int]:
-    """Same trees as ``predict_proba``: only up to the best iteration when early stopping ran."""
-    best = getattr(model, "best_iteration", None)
-    return (0, int(best) + 1) if best is not None else (0, 0)
-
-
 def model_logit(model: Any, family: str, X: np.ndarray) -> np.ndarray:
     """The model's output in log-odds: the quantity whose SHAP values are additive."""
     _check_family(family)
@@ -100,7 +94,7 @@ def _check_family(family: str) -> None:
 
 def _xgb_contribs(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     contribs = _booster(model).predict(
-        _xgb_dmatrix(model, X), pred_contribs=True, iteration_range=_xgb_iteration_range(model)
+        _xgb_dmatrix(model, X), pred_contribs=True, iteration_range=xgb_iteration_range(model)
     )
     contribs = np.asarray(contribs, dtype=np.float64)
     return contribs[:, -1].copy(), contribs[:, :-1]
@@ -290,7 +284,7 @@ def fast_tree_shap(
     if family not in ("xgboost", BLEND) or xgb_model is None:
         return None, {"tables": False, "reason": f"no xgboost model in a {family} bundle"}
     X_check = np.atleast_2d(np.asarray(X_check, dtype=np.float64))
-    iterations = _xgb_iteration_range(xgb_model)
+    iterations = xgb_iteration_range(xgb_model)
     expected = _booster(xgb_model).predict(
         _xgb_dmatrix(xgb_model, X_check), pred_contribs=True, iteration_range=iterations
     )

@@ -8,8 +8,8 @@ import pytest
 import xgboost as xgb
 
 import components.model.treeshap as treeshap
-from components.model.explain import _xgb_iteration_range, contributions, fast_tree_shap
-from components.model.families import BlendModel, make_estimator
+from components.model.explain import contributions, fast_tree_shap
+from components.model.families import BlendModel, make_estimator, xgb_iteration_range
 from components.model.treeshap import CHUNK_ROWS, TreeShapNotBuilt, build_tree_shap
 
 TOLERANCE = 1e-5  # xgboost sums in float32
@@ -29,13 +29,13 @@ def data(rows: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def pred_contribs(model: xgb.XGBClassifier, X: np.ndarray) -> np.ndarray:
     return model.get_booster().predict(
-        xgb.DMatrix(X, missing=np.nan), pred_contribs=True, iteration_range=_xgb_iteration_range(model)
+        xgb.DMatrix(X, missing=np.nan), pred_contribs=True, iteration_range=xgb_iteration_range(model)
     )
 
 
 def tables_for(model: xgb.XGBClassifier, X: np.ndarray) -> treeshap.TreeShapTables:
     expected = pred_contribs(model, X[:1])
-    return build_tree_shap(model.get_booster(), _xgb_iteration_range(model), float(expected[0, -1]))
+    return build_tree_shap(model.get_booster(), xgb_iteration_range(model), float(expected[0, -1]))
 
 
 @pytest.fixture(scope="module")
