@@ -109,6 +109,59 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+class FixedAnswer:
+    """An ASGI app that answers every request with one fixed JSON body: the floor of the server
+    stack the endpoint runs on (uvicorn, httptools, uvloop; the same settings), with no work."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:  # read the request body as the endpoint does
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def serve_fixed_answer(port: int, body_size: int) -> None:
+    """``python -m pipelines.bench.serving --floor PORT SIZE``: FixedAnswer on loopback."""
+    import uvicorn
+
+    body = b'{"predictions": [' + b"0" * max(body_size - 19, 0) + b"]}"
+    config = uvicorn.Config(
+        FixedAnswer(body),
+        host=HOST,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def bench_floor(response_size: int, request: bytes, scale: float) -> dict[str, Any]:
+    """One connection back to back and 8 connections against FixedAnswer (what any endpoint on
+    this stack pays per request), with the same request bytes as the 1-instance case."""
+    port = free_port()
+    command = [sys.executable, "-m", "pipelines.bench.serving", "--floor", str(port), str(response_size)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(port, process)
+        drive(port, request, 1, 50, 2.0)
+        latency = drive(port, request, 1, 20_000, 6.0 * scale)
+        throughput = drive(port, request, 8, 20_000, 6.0 * scale)
+    finally:
+        stop_server(process)
+    return {"latency": latency, "throughput": throughput}
+
+
 # --------------------------------------------------------------------------- load generator
 
 
@@ -259,6 +312,7 @@ def bench_serving(
             stop_server(process)
     results["encoder"] = bench_encoder(model)
     print(format_table(results))
+    results["floor"] = _floor_against_endpoint(model, results["cases"].get("1 instance"), scale)
     results["explain_costs"] = bench_explain_costs(model, candidates)
     enc = results["encoder"]
     print(
@@ -267,6 +321,24 @@ def bench_serving(
         f" (compiled / sklearn {enc['compiled_over_sklearn']:.2f}; the endpoint serves {enc['served']})"
     )
     return results
+
+
+def _floor_against_endpoint(model: Any, one: dict[str, Any] | None, scale: float) -> dict[str, Any]:
+    """The server stack's floor beside the endpoint's one-instance figures, printed as ratios."""
+    if one is None:
+        return {}
+    body, _ = _bodies(model, 1, False)
+    _, _, answer = model.respond(body)
+    floor = bench_floor(len(answer), http_request("/predict", body), scale)
+    p50 = floor["latency"]["p50_ms"]
+    rps = floor["throughput"]["requests_per_s"]
+    print(
+        f"  the server stack's floor (uvicorn + httptools + uvloop answering a fixed {len(answer)}-byte body,"
+        f" same request): p50 {p50:.3f} ms, p99 {floor['latency']['p99_ms']:.3f} ms, 8 connections"
+        f" {rps:.0f} requests/s; 1 instance endpoint / floor: p50 {one['latency']['p50_ms'] / p50:.2f},"
+        f" requests/s {one['throughput']['requests_per_s'] / rps:.2f}"
+    )
+    return floor
 
 
 def newest_candidates(run_root: Path) -> Path | None:
@@ -428,6 +500,10 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--floor"]:
+        serve_fixed_answer(int(argv[1]), int(argv[2]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registry", type=Path, default=Path(".propensity") / "registry")
     parser.add_argument("--model-name", default="marketing-propensity")
