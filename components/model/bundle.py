@@ -347,6 +347,28 @@ def bundle_digest(directory: str | Path) -> str:
     return sha256_file(Path(directory) / MANIFEST_FILE)
 
 
+def prediction_identity(manifest: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:
+    """What decides a bundle's predictions: the sha256 of its transformer and model files, its
+    threshold and temperature (from manifest.json and bundle.json). Two bundles with equal
+    identities serve exactly the same answers, whatever their creation time or metadata."""
+    names = [TRANSFORMER_FILE, *(description.get("model_files") or [])]
+    files = {name: (manifest.get("files") or {}).get(name, {}).get("sha256") for name in names}
+    return {
+        "files": files,
+        "threshold": description.get("threshold"),
+        "temperature": description.get("temperature"),
+    }
+
+
+def identical_model_message(identity: dict[str, Any], model_name: str, champion: str) -> str:
+    names = ", ".join(identity["files"])
+    return (
+        f"refusing to register a new version of {model_name!r}: its model files ({names}) are "
+        f"byte-identical to champion {champion}'s, with the same threshold and temperature; it would "
+        f"serve exactly what {champion} serves (the champion alias stays on {champion})"
+    )
+
+
 def _require_listed(manifest: dict[str, Any], names: list[str], directory: Path) -> None:
     """Every file we are about to load must be covered by a checksum."""
     for name in names:
