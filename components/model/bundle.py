@@ -484,8 +484,14 @@ def build_bundle(
     config: Config,
     code_version: str,
     reference_frame: pd.DataFrame | None = None,
+    retrain: dict[str, Any] | None = None,
 ) -> ModelBundle:
-    """Assemble the bundle from the stage outputs (calibrate, evaluate, explain JSON artifacts)."""
+    """Assemble the bundle from the stage outputs (calibrate, evaluate, explain JSON artifacts).
+
+    ``reference_frame`` is the whole validated dataset: its fingerprint is recorded (a drift
+    retrain compares it to know whether it would learn anything new) and a sample of it is kept.
+    ``retrain`` records a drift retrain's data policy and row counts.
+    """
     columns = [c for c in transformer.input_columns if c in train_frame.columns]
     return ModelBundle(
         transformer=transformer,
@@ -508,6 +514,8 @@ def build_bundle(
             "reference_stats": reference_stats(train_frame, columns),
             "train_rows": len(train_frame),
             "config": config.to_dict(),
+            "dataset_fingerprint": None if reference_frame is None else data_fingerprint(reference_frame),
+            "retrain": retrain,
         },
         reference=None
         if reference_frame is None

@@ -136,6 +136,18 @@ def split_holdout(
     return new[~mask].reset_index(drop=True), new[mask].reset_index(drop=True)
 
 
+def combine_labelled(frames: list[pd.DataFrame], id_columns: list[str]) -> pd.DataFrame:
+    """Labelled rows from several sources; a customer labelled twice keeps the later source's row."""
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame()
+    combined = pd.concat(frames, ignore_index=True)
+    ids = [c for c in id_columns if c in combined.columns]
+    if ids:
+        combined = combined.drop_duplicates(ids, keep="last")
+    return combined.reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------------- window
 
 
@@ -305,6 +317,20 @@ def plan_retraining(
     )
     holdout = holdout.drop(columns=[OBSERVED_AT], errors="ignore")
     return plan, RetrainData(table=table, holdout=holdout, config=retrain_config)
+
+
+TABLE_FILE, HOLDOUT_FILE = "retrain.parquet", "holdout.parquet"
+
+
+def write_retrain_files(data: RetrainData, directory: str | Path) -> tuple[Path, Path]:
+    """The training table and the held-out new rows as Parquet in ``directory``."""
+    from components.shared.artifacts import write_frame
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_frame(data.table, folder / TABLE_FILE)
+    write_frame(data.holdout, folder / HOLDOUT_FILE)
+    return folder / TABLE_FILE, folder / HOLDOUT_FILE
 
 
 def _hold(plan: RetrainPlan, reason: str) -> RetrainPlan:
