@@ -151,8 +151,9 @@ def combine_labelled(frames: list[pd.DataFrame], id_columns: list[str]) -> pd.Da
 # --------------------------------------------------------------------------------- window
 
 
-def _without_replaced(reference: pd.DataFrame, new: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
-    """Reference rows of customers not seen again among the new rows (the newer row wins)."""
+def _without_seen_again(reference: pd.DataFrame, new: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
+    """Reference rows of customers not among the new rows: the newer row wins, and a customer held
+    out for the gate is not trained on through an older row either."""
     ids = [c for c in id_columns if c in reference.columns][:1]
     if not ids or not len(new):
         return reference
@@ -165,33 +166,31 @@ def training_window(
     config: Config,
     trained_at: datetime,
     now: datetime,
+    held_out: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """(the training table, how many reference rows it kept) under ``monitoring.retrain_window``.
 
     reference+new: every reference row plus the new ones. recent_rows: the newest N rows, new rows
     first (newest first), then a seeded sample of the reference (its rows carry no dates of their
     own). recent_days: new rows seen in the last N days, and the reference if the champion was
-    trained within them.
+    trained within them. Reference rows of customers among the new or held-out rows are left out.
     """
     monitoring, seed = config.monitoring, config.split.seed
-    new = (
-        train_new.sort_values(OBSERVED_AT, ascending=False, kind="stable")
-        if OBSERVED_AT in train_new
-        else train_new
-    )
-    new = new.drop(columns=[OBSERVED_AT], errors="ignore")
-    base = reference
+    seen_again = pd.concat([f for f in (train_new, held_out) if f is not None], ignore_index=True)
+    base = _without_seen_again(reference, seen_again, config.dataset.id_columns)
+    new = train_new
+    if OBSERVED_AT in new.columns:
+        new = new.sort_values(OBSERVED_AT, ascending=False, kind="stable")
     if monitoring.retrain_window == "recent_rows":
         new = new.head(monitoring.retrain_recent_rows)
         room = max(0, monitoring.retrain_recent_rows - len(new))
-        base = reference.sample(n=min(room, len(reference)), random_state=seed)
+        base = base.sample(n=min(room, len(base)), random_state=seed)
     elif monitoring.retrain_window == "recent_days":
-        since = now - timedelta(days=monitoring.retrain_recent_days)
-        if OBSERVED_AT in train_new:
-            seen = pd.to_datetime(train_new[OBSERVED_AT], utc=True)
-            new = train_new[(seen >= pd.Timestamp(since)).to_numpy()].drop(columns=[OBSERVED_AT])
-        base = reference if trained_at >= since else reference.iloc[:0]
-    base = _without_replaced(base, new, config.dataset.id_columns)
+        since = pd.Timestamp(now - timedelta(days=monitoring.retrain_recent_days))
+        if OBSERVED_AT in new.columns:
+            new = new[(pd.to_datetime(new[OBSERVED_AT], utc=True) >= since).to_numpy()]
+        base = base if trained_at >= since else base.iloc[:0]
+    new = new.drop(columns=[OBSERVED_AT], errors="ignore")
     table = pd.concat([base, new], ignore_index=True) if len(new) else base.reset_index(drop=True)
     return table, len(base)
 
@@ -297,7 +296,7 @@ def plan_retraining(
         ), None
     train_new, holdout = split_holdout(new, monitoring.new_rows_holdout, spec.target, config.split.seed)
     trained_at = _parse_time(champion.created_at)
-    table, kept = training_window(reference, train_new, config, trained_at, now or datetime.now(UTC))
+    table, kept = training_window(reference, train_new, config, trained_at, now or datetime.now(UTC), holdout)
     retrain_config = retraining_config(config, list(table.columns))
     fingerprint = ingested_fingerprint(table, retrain_config)
     plan.training_rows, plan.reference_rows_used = len(table), kept
