@@ -21,7 +21,10 @@ def test_summary_counts_are_ints_again() -> None:
 
 
 def test_drift_without_new_labels_is_an_alert_not_a_retrain() -> None:
-    plan = {"retrain": False, "reason": "drift detected, retraining needs labels: 0 labelled rows < minimum 100"}
+    plan = {
+        "retrain": False,
+        "reason": "drift detected, retraining needs labels: 0 labelled rows < minimum 100",
+    }
     summary = build_prediction_summary(
         scoring={"rows": 10},
         model={},

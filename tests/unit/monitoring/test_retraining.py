@@ -124,7 +124,7 @@ def test_windows_recent_rows_and_recent_days(reg: BuiltRegistry) -> None:
 def test_config_rejects_an_unknown_window() -> None:
     from components.shared.config import ConfigError
 
-    with pytest.raises(ConfigError, match="monitoring.retrain_window must be one of"):
+    with pytest.raises(ConfigError, match=r"monitoring\.retrain_window must be one of"):
         Config().with_overrides(["monitoring.retrain_window=everything"])
     with pytest.raises(ConfigError, match="new_rows_holdout"):
         Config().with_overrides(["monitoring.new_rows_holdout=1.0"])
