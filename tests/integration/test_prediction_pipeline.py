@@ -207,6 +207,39 @@ def test_labels_arriving_later_are_joined_and_the_new_rows_decide(
 
 
 @pytest.mark.integration
+def test_retrain_command_joins_labels_and_needs_enough_new_ones(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``propensity retrain --labels``: the same join and decision without a prediction run."""
+    batch = pd.read_parquet(workspace / "shifted_unlabelled.parquet").head(40)
+    labels = batch[["ID"]].assign(Response=[i % 2 for i in range(len(batch))])
+    labels.to_csv(workspace / "few_labels.csv", index=False)
+    registry = LocalRegistry(workspace / "registry")
+    before = (registry.versions(MODEL), registry.champion(MODEL))
+    args = ["retrain", "--labels", str(workspace / "few_labels.csv"), "--workdir", str(workspace / "work")]
+    args += [
+        "--registry",
+        str(workspace / "registry"),
+        "--log",
+        str(workspace / "log"),
+        "--set",
+        f"model_name={MODEL}",
+    ]
+    code = run_cli(args)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "labels: joined to the prediction log: 40" in out
+    assert "retrain: no (retrain requested, retraining needs labels: 40 labelled rows < minimum 100" in out
+    assert (registry.versions(MODEL), registry.champion(MODEL)) == before
+
+    labels.rename(columns={"Response": "outcome"}).to_csv(workspace / "bad_labels.csv", index=False)
+    args[args.index("--labels") + 1] = str(workspace / "bad_labels.csv")
+    code = run_cli(args)
+    _, err = capsys.readouterr()
+    assert code == 2 and "bad_labels.csv lack column(s) ['Response']" in err
+
+
+@pytest.mark.integration
 def test_shifted_labelled_batch_retrains_and_the_new_rows_decide(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
