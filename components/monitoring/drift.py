@@ -191,7 +191,7 @@ class DriftResult:
     def reason(self) -> str:
         relation = ">" if self.drifted else "<="
         names = ", ".join(self.drifted_columns[:8]) or "none"
-        verdict = "retrain" if self.drifted else "no retrain"
+        verdict = "retrain if there are new labels" if self.drifted else "no retrain"
         return (
             f"{self.drifted_count} of {self.column_count} columns drifted (share {self.share:.3f} "
             f"{relation} threshold {self.threshold:g}): {verdict}; drifted: {names}; "

@@ -87,12 +87,20 @@ class RetrainData:
 # ------------------------------------------------------------------------------- new rows
 
 
-def aligned_like(new: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """``new`` in the reference's columns and dtypes where they convert cleanly (ints, dates)."""
-    missing = [c for c in reference.columns if c not in new.columns]
+def aligned_like(
+    new: pd.DataFrame, reference: pd.DataFrame, required: list[str] | None = None
+) -> pd.DataFrame:
+    """``new`` in the reference's columns and dtypes where they convert cleanly (ints, dates).
+
+    ``required`` (the model's inputs, ids and target; default: every reference column) must be
+    there; other reference columns the new rows lack (the prediction log keeps only model inputs)
+    are left empty.
+    """
+    needed = list(reference.columns) if required is None else required
+    missing = [c for c in reference.columns if c not in new.columns and c in needed]
     if missing:
         raise DataValidationError(f"the labelled rows lack column(s) {missing} of the reference data")
-    out = new[list(reference.columns)].copy()
+    out = new.reindex(columns=list(reference.columns))
     for column in reference.columns:
         try:
             out[column] = out[column].astype(reference[column].dtype)
@@ -105,7 +113,9 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
-def new_labelled_rows(reference: pd.DataFrame, labelled: pd.DataFrame | None) -> pd.DataFrame:
+def new_labelled_rows(
+    reference: pd.DataFrame, labelled: pd.DataFrame | None, required: list[str] | None = None
+) -> pd.DataFrame:
     """The labelled rows that the champion's reference does not already hold, row for row.
 
     A customer seen again with other values or another outcome is new (that row then replaces the
@@ -114,7 +124,7 @@ def new_labelled_rows(reference: pd.DataFrame, labelled: pd.DataFrame | None) ->
     """
     if labelled is None or not len(labelled):
         return reference.iloc[:0].copy()
-    aligned = aligned_like(labelled, reference)
+    aligned = aligned_like(labelled, reference, required)
     fresh = ~np.isin(_row_hashes(aligned), _row_hashes(reference))
     if OBSERVED_AT in labelled.columns:
         aligned[OBSERVED_AT] = pd.to_datetime(labelled[OBSERVED_AT].to_numpy(), utc=True)
@@ -265,7 +275,8 @@ def plan_retraining(
     spec, monitoring = config.dataset, config.monitoring
     if spec.target not in reference.columns:
         raise DataValidationError(f"the bundle's reference data lacks the target column {spec.target!r}")
-    new = new_labelled_rows(reference, labelled)
+    required = [*spec.id_columns, *champion.input_columns, spec.target]
+    new = new_labelled_rows(reference, labelled, [c for c in required if c in reference.columns])
     plan = RetrainPlan(
         retrain=False,
         reason="",
@@ -284,8 +295,8 @@ def plan_retraining(
         return _hold(
             plan,
             f"{trigger}, retraining needs labels: {len(new)} labelled rows < minimum "
-            f"{monitoring.min_new_labels} (monitoring.min_new_labels; rows already in the "
-            f"champion's data do not count: {plan.labelled_rows} labelled rows offered)",
+            f"{monitoring.min_new_labels} (monitoring.min_new_labels); {plan.labelled_rows} labelled rows "
+            "offered, rows already in the champion's data do not count",
         ), None
     classes = sorted(set(new[spec.target].dropna().astype(int))) if len(new) else []
     if len(new) and len(classes) < 2:

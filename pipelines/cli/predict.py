@@ -207,7 +207,8 @@ def _retrain_lines(retrain: dict[str, Any]) -> list[str]:
     labels = (retrain.get("decision") or {}).get("labels") or {}
     lines = [f"labels: {k}: {v}" for k, v in labels.items() if k != "labels"]
     if not retrain["triggered"]:
-        return [*lines, f"retrain: no ({retrain['reason']})"]
+        alerted = retrain["reason"] == (retrain.get("decision") or {}).get("alert")
+        return [*lines, "retrain: no (the ALERT above)" if alerted else f"retrain: no ({retrain['reason']})"]
     lines.append(f"retrain: {retrain['reason']}")
     return lines + outcome_lines(retrain.get("outcome"))
 

@@ -128,3 +128,15 @@ def test_config_rejects_an_unknown_window() -> None:
         Config().with_overrides(["monitoring.retrain_window=everything"])
     with pytest.raises(ConfigError, match="new_rows_holdout"):
         Config().with_overrides(["monitoring.new_rows_holdout=1.0"])
+
+
+def test_columns_the_model_does_not_use_may_be_missing_from_new_rows(reg: BuiltRegistry) -> None:
+    """The prediction log keeps only model inputs; a reference column outside them is left empty."""
+    from components.shared.errors import DataValidationError
+
+    reference = reg.train.assign(Note="kept for reporting")
+    new = new_rows()
+    aligned = R.aligned_like(new, reference, list(reg.train.columns))
+    assert list(aligned.columns) == list(reference.columns) and aligned["Note"].isna().all()
+    with pytest.raises(DataValidationError, match=r"lack column\(s\) \['Income'\]"):
+        R.aligned_like(new.drop(columns=["Income"]), reference, list(reg.train.columns))
