@@ -119,6 +119,32 @@ def test_read_table_from_a_gcs_file_and_a_folder_of_parts(gcs: Gcs, tmp_path: Pa
         read_table(gcs.uri("data/nothing-here.csv"))
 
 
+def test_labels_from_a_gcs_prefix_join_the_prediction_log(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    """``--labels gs://bucket/outcomes/``: every part read through the JSON API, joined by id."""
+    from components.batch.champion import load_champion
+    from components.batch.labels import join_labels
+    from components.batch.scoring import run_batch_scoring
+    from components.data.synthetic import generate_marketing
+
+    batch = generate_marketing(rows=60, seed=21)
+    batch.drop(columns=["Response"]).to_csv(tmp_path / "batch.csv", index=False)
+    champion = load_champion(str(trained_registry.root), MODEL)
+    run_batch_scoring(str(tmp_path / "batch.csv"), champion, tmp_path / "out", log_dir=tmp_path / "log")
+    for name, part in (("p1.csv", batch.iloc[:30]), ("p2.csv", batch.iloc[30:50])):
+        storage.write_bytes(
+            gcs.uri("outcomes", name), part[["ID", "Response"]].to_csv(index=False).encode(), gcs.client
+        )
+    joined = join_labels(gcs.uri("outcomes") + "/", tmp_path / "log", champion.bundle, max_rows=1000, seed=0)
+    assert joined.label_rows == joined.joined == 50 and joined.unmatched == 0
+    assert sorted(joined.labelled["ID"]) == sorted(batch["ID"].iloc[:50])
+    assert (
+        joined.labelled.set_index("ID")["Response"].to_dict()
+        == batch.set_index("ID")["Response"].iloc[:50].to_dict()
+    )
+
+
 # ------------------------------------------------------------------------------------- registry
 
 

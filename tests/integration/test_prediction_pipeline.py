@@ -310,6 +310,15 @@ def test_bad_batches_fail_with_the_problem_named(workspace: Path, capsys: pytest
     _, err = capsys.readouterr()
     assert code == 2 and "missing.csv does not exist" in err
 
+    # labels are refused before anything runs when they cannot be read or joined
+    args = predict_args(workspace, workspace / "shifted.parquet", "--labels", str(workspace / "nope.csv"))
+    code = run_cli(args)
+    _, err = capsys.readouterr()
+    assert code == 2 and "--labels" in err and "nope.csv: no such file or folder" in err
+    code = run_cli([*args[:-1], str(workspace / "shifted.parquet"), "--no-log"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "joins outcomes to the prediction log: drop --no-log" in err
+
 
 @pytest.mark.integration
 def test_no_champion_is_a_clear_error(
