@@ -21,7 +21,7 @@ from typing import Any
 from components.model.bundle import BUNDLE_FILE
 from components.registry.uri import open_registry
 from components.shared.config import Config
-from components.shared.errors import RegistryError
+from components.shared.errors import IdenticalVersionError, RegistryError
 
 DEPLOY_TARGETS = ("local", "vertex")
 
@@ -54,14 +54,23 @@ def deploy_bundle(
         "dataset": config.dataset.name,
         "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if target == "vertex":
-        return _deploy_vertex(
-            Path(bundle_dir), metadata, config, registry_uri, run_name, vertex_sdk, vertex_settings
-        )
+    try:
+        if target == "vertex":
+            return _deploy_vertex(
+                Path(bundle_dir), metadata, config, registry_uri, run_name, vertex_sdk, vertex_settings
+            )
+        return _deploy_local(Path(bundle_dir), metadata, config, registry_uri, target)
+    except IdenticalVersionError as exc:  # the gate passed, but the model is the champion already
+        return {"deployed": False, "version": None, "target": target, "reasons": [str(exc)]}
+
+
+def _deploy_local(
+    bundle_dir: Path, metadata: dict[str, Any], config: Config, registry_uri: str, target: str
+) -> dict[str, Any]:
     registry = open_registry(registry_uri)
     model_name = config.registry_model_name
     previous = registry.champion(model_name)
-    version = registry.register(model_name, Path(bundle_dir), metadata)
+    version = registry.register(model_name, bundle_dir, metadata)
     registry.set_alias(model_name, "champion", version)
     return {
         "deployed": True,
@@ -85,6 +94,7 @@ def _deploy_vertex(
     settings: Any,
 ) -> dict[str, Any]:
     from components.deploy import vertex
+
     if not registry_uri.startswith("gs://"):
         raise RegistryError(
             f"deploy_target 'vertex' needs a gs:// registry_uri (Vertex AI reads the bundle from GCS), "

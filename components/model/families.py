@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
@@ -24,7 +23,7 @@ from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
-from components.model.bundle_format import FORMAT_VERSION, load_skops
+from components.model.bundle_format import FORMAT_VERSION, dump_skops, load_skops
 from components.shared.errors import BundleError
 
 FAMILIES: tuple[str, ...] = ("xgboost", "logreg", "mlp")  # the tuned families
@@ -295,7 +294,7 @@ def save_model(model: Any, family: str, directory: Path) -> list[str]:
     if family == "xgboost":
         model.save_model(directory / XGBOOST_FILE)
         return [XGBOOST_FILE]
-    sio.dump(model, directory / SKOPS_FILE)
+    dump_skops(model, directory / SKOPS_FILE)
     return [SKOPS_FILE]
 
 

@@ -32,6 +32,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--log", type=Path, help="prediction log directory (default: WORKDIR/prediction_log)"
     )
     predict.add_argument("--no-log", action="store_true", help="do not append to the prediction log")
+    predict.add_argument(
+        "--labels",
+        help="outcomes that arrived later (file, folder or gs:// prefix with the id column(s) and the "
+        "target): joined by id to the prediction log, they are new labelled rows for a drift retrain",
+    )
     predict.add_argument("--csv", action="store_true", help="also write predictions.csv")
     predict.add_argument(
         "--drift-source",
@@ -94,7 +99,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
     log_dir = "" if args.no_log else str((args.log or workdir / "prediction_log").resolve())
-    containers = plan_for(args, run_name, workdir, read_only=[batch_uri], read_write=[str(registry), log_dir])
+    labels_uri = labels_input(args.labels, log_dir)
+    readable = [batch_uri, *([labels_uri] if labels_uri and not labels_uri.startswith("gs://") else [])]
+    containers = plan_for(args, run_name, workdir, read_only=readable, read_write=[str(registry), log_dir])
     arguments = {
         "batch_uri": batch_uri,
         "registry_uri": str(registry),
@@ -109,6 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "deploy_target": "local",
         "run_name": run_name,
         "code_version": code_version(),
+        "labels_uri": labels_uri,
     }
     print(f"propensity: scoring {batch_uri} with {champion.model_name} {champion.version}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
@@ -129,6 +137,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else format_prediction_summary(summary, result.seconds, path)
     )
     return 0
+
+
+def labels_input(labels: str | None, log_dir: str) -> str:
+    """The --labels input as a URI the tasks can read; refused early when it cannot be joined."""
+    from components.shared.errors import DataValidationError
+
+    if not labels:
+        return ""
+    if not log_dir:
+        raise DataValidationError("--labels joins outcomes to the prediction log: drop --no-log")
+    uri = _batch_uri(labels)
+    if not uri.startswith("gs://") and not Path(uri).exists():
+        raise DataValidationError(f"--labels {labels}: no such file or folder")
+    return uri
 
 
 def with_retrain_outcome(summary: dict[str, Any], artifacts_root: Path) -> dict[str, Any]:
@@ -171,6 +193,7 @@ def format_prediction_summary(summary: dict[str, Any], seconds: float, path: Pat
             f" at that cut-off vs {realised['everyone']:,.2f} contacting everyone"
         )
     lines.append(f"drift: {drift['reason']}")
+    lines += [f"ALERT: {alert}" for alert in summary.get("alerts", [])]
     lines += _retrain_lines(summary["retrain"])
     artifacts = summary["artifacts"]
     lines.append(f"reports: {Path(artifacts['business']).parent / 'business_report'} (HTML)")
@@ -181,17 +204,27 @@ def format_prediction_summary(summary: dict[str, Any], seconds: float, path: Pat
 
 
 def _retrain_lines(retrain: dict[str, Any]) -> list[str]:
+    labels = (retrain.get("decision") or {}).get("labels") or {}
+    lines = [f"labels: {k}: {v}" for k, v in labels.items() if k != "labels"]
     if not retrain["triggered"]:
-        return ["retrain: not needed"]
-    outcome = retrain.get("outcome")
+        alerted = retrain["reason"] == (retrain.get("decision") or {}).get("alert")
+        return [*lines, "retrain: no (the ALERT above)" if alerted else f"retrain: no ({retrain['reason']})"]
+    lines.append(f"retrain: {retrain['reason']}")
+    return lines + outcome_lines(retrain.get("outcome"))
+
+
+def outcome_lines(outcome: dict[str, Any] | None) -> list[str]:
+    """The nested (or requested) training run: its gate, both champion comparisons, the registry."""
     if not outcome:
         return ["retrain: triggered, but its summary was not found"]
     gate, deployment = outcome["gate"], outcome["deployment"]
     lines = [f"retrain: training pipeline ran; gate {'PASSED' if gate['passed'] else 'FAILED'}"]
+    lines += [f"  [{'x' if c['passed'] else ' '}] {c['name']}: {c['detail']}" for c in gate.get("checks", [])]
     if deployment["deployed"]:
         lines.append(f"  registry: {deployment['model_name']} {deployment['version']} is now champion")
     else:
-        lines.append(f"  registry: unchanged ({'; '.join(gate['reasons']) or 'not deployed'})")
+        reasons = gate["reasons"] or deployment.get("reasons") or ["not deployed"]
+        lines.append(f"  registry: unchanged ({'; '.join(reasons)})")
     return lines
 
 
