@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.cli.common import add_config_arguments, load_config
+from pipelines.cli.common import add_config_arguments, input_uri, labels_input, load_config, outcome_lines
 from pipelines.containers import add_runner_arguments
 from pipelines.runs import DEFAULT_WORKDIR, code_version, local_run_dir, new_run_name
 
@@ -77,11 +77,6 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-ref", default="champion", help="alias or version to score with")
 
 
-def _batch_uri(batch: str) -> str:
-    """Absolute (tasks run elsewhere), or a gs:// URI as given."""
-    return batch if batch.startswith("gs://") else str(Path(batch).expanduser().resolve())
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.batch.champion import load_champion
     from components.batch.reading import resolve_batch_uri
@@ -91,7 +86,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     config = load_config(args)
     workdir = args.workdir.resolve()
     registry = (args.registry or workdir / "registry").resolve()
-    batch_uri = _batch_uri(args.batch)
+    batch_uri = input_uri(args.batch)
     take = "all" if args.all_parts else "newest"
     if not batch_uri.startswith("gs://"):
         resolve_batch_uri(batch_uri, take)  # fail fast, before any task starts
@@ -137,20 +132,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else format_prediction_summary(summary, result.seconds, path)
     )
     return 0
-
-
-def labels_input(labels: str | None, log_dir: str) -> str:
-    """The --labels input as a URI the tasks can read; refused early when it cannot be joined."""
-    from components.shared.errors import DataValidationError
-
-    if not labels:
-        return ""
-    if not log_dir:
-        raise DataValidationError("--labels joins outcomes to the prediction log: drop --no-log")
-    uri = _batch_uri(labels)
-    if not uri.startswith("gs://") and not Path(uri).exists():
-        raise DataValidationError(f"--labels {labels}: no such file or folder")
-    return uri
 
 
 def with_retrain_outcome(summary: dict[str, Any], artifacts_root: Path) -> dict[str, Any]:
@@ -213,21 +194,6 @@ def _retrain_lines(retrain: dict[str, Any]) -> list[str]:
     return lines + outcome_lines(retrain.get("outcome"))
 
 
-def outcome_lines(outcome: dict[str, Any] | None) -> list[str]:
-    """The nested (or requested) training run: its gate, both champion comparisons, the registry."""
-    if not outcome:
-        return ["retrain: triggered, but its summary was not found"]
-    gate, deployment = outcome["gate"], outcome["deployment"]
-    lines = [f"retrain: training pipeline ran; gate {'PASSED' if gate['passed'] else 'FAILED'}"]
-    lines += [f"  [{'x' if c['passed'] else ' '}] {c['name']}: {c['detail']}" for c in gate.get("checks", [])]
-    if deployment["deployed"]:
-        lines.append(f"  registry: {deployment['model_name']} {deployment['version']} is now champion")
-    else:
-        reasons = gate["reasons"] or deployment.get("reasons") or ["not deployed"]
-        lines.append(f"  registry: unchanged ({'; '.join(reasons)})")
-    return lines
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -244,7 +210,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="score-") as tmp:
         target_dir = Path(tmp) if as_file else out
         run = run_batch_scoring(
-            _batch_uri(args.batch),
+            input_uri(args.batch),
             champion,
             target_dir,
             take="all" if args.all_parts else "newest",

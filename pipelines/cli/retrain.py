@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pipelines.cli.common import add_config_arguments, load_config
+from pipelines.cli.common import add_config_arguments, labels_input, load_config, outcome_lines
 from pipelines.containers import add_runner_arguments
 from pipelines.local_runner import DEFAULT_TIMEOUT_SECONDS
 from pipelines.runs import DEFAULT_WORKDIR, code_version, local_run_dir, new_run_name
@@ -54,7 +54,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from components.batch.labels import join_labels
     from components.model.bundle import load_reference
     from components.monitoring.retraining import combine_labelled, plan_retraining, write_retrain_files
-    from pipelines.cli.predict import labels_input, outcome_lines
     from pipelines.containers import describe, plan_for
     from pipelines.local_runner import run_pipeline_locally
 
