@@ -5,7 +5,8 @@ for every family: ``values.sum(1) + base == logit(p)``. Each family gets the che
 exactly additive) method available:
 
 - xgboost: xgboost's own TreeSHAP (``pred_contribs=True``), exact and about 1k rows/s per core;
-  path-dependent, so the background is not needed (tree covers play its role).
+  path-dependent, so the background is not needed (tree covers play its role). The endpoint uses
+  the same values from tables built once per load (``fast_tree_shap``, components.model.treeshap).
 - logreg: linear SHAP ``w * (x - mean(background))`` (what ``shap.LinearExplainer`` computes under
   feature independence), exact; a scaler in front of the classifier is folded into ``w``.
 - blend: ``logit = intercept + sum_f w_f * logit_f``, so its SHAP values are the weighted sum of
@@ -278,11 +279,14 @@ def fast_tree_shap(
     ``(None, record)`` when there is no xgboost model, the tables cannot be built, or they differ
     from xgboost's own values: callers then explain with ``pred_contribs``.
     """
-    from components.model.treeshap import VERIFY_TOLERANCE, TreeShapNotBuilt, build_tree_shap, verify
+    from components.model.treeshap import TreeShapNotBuilt, build_tree_shap, verify
 
     xgb_model = model if family == "xgboost" else getattr(model, "members", {}).get("xgboost")
     if family not in ("xgboost", BLEND) or xgb_model is None:
         return None, {"tables": False, "reason": f"no xgboost model in a {family} bundle"}
+    missing = getattr(xgb_model, "missing", np.nan)
+    if missing is not None and not np.isnan(missing):
+        return None, {"tables": False, "reason": f"the model's missing value is {missing!r}, not NaN"}
     X_check = np.atleast_2d(np.asarray(X_check, dtype=np.float64))
     iterations = xgb_iteration_range(xgb_model)
     expected = _booster(xgb_model).predict(
@@ -293,10 +297,12 @@ def fast_tree_shap(
     except TreeShapNotBuilt as exc:
         return None, {"tables": False, "reason": str(exc)}
     gap = verify(tables, expected, X_check)
-    if not gap <= VERIFY_TOLERANCE:
-        reason = f"tables differ from pred_contribs by {gap:.3g} on {len(X_check)} rows"
+    if not gap <= tables.tolerance:
+        allowed = f"{tables.tolerance:.3g}"
+        reason = f"tables differ from pred_contribs by {gap:.3g} (> {allowed}) on {len(X_check)} rows"
         return None, {"tables": False, "reason": reason}
     record = {"tables": True, "rows_checked": len(X_check), "max_abs_difference": gap}
+    record["tolerance"] = tables.tolerance
     return tables, {**record, "megabytes": round(tables.nbytes / 2**20, 1)}
 
 

@@ -14,9 +14,12 @@ so each leaf has at most ``2^|P|`` possible answers, computed here once (the sum
 elementary symmetric polynomials of the ``z``). Explaining a row is then a few vectorised steps:
 compare the row with every path split, OR the disagreements per leaf into a mask, look the
 mask's row up and add it to the features. The base value is xgboost's own (the same for every
-row). ``build_tree_shap`` refuses models it does not cover (categorical splits, several outputs, a
-table over the memory cap), and ``verify`` holds the tables against ``pred_contribs``; the endpoint
-falls back to ``pred_contribs`` in either case. tests/unit/model/test_treeshap.py holds equality.
+row). The tables are exact in float64; xgboost's ``pred_contribs`` rounds in float32, so the two
+agree within ``TreeShapTables.tolerance``. ``build_tree_shap`` refuses models it does not cover
+(categorical splits, several outputs, a table over the memory cap, paths of over
+MAX_PATH_FEATURES distinct features), and ``verify`` holds the tables against ``pred_contribs``;
+the endpoint falls back to ``pred_contribs`` in either case. tests/unit/model/test_treeshap.py
+holds equality. NaN is the only missing value here: callers refuse models with another.
 """
 
 from __future__ import annotations
@@ -29,8 +32,14 @@ from typing import Any
 import numpy as np
 
 MAX_TABLE_BYTES = 64 * 1024 * 1024  # deep trees (2^depth answers per leaf) fall back to xgboost
+# Building a leaf of w distinct path features takes 2^w * w small steps: w = 10 is about a second,
+# w = 14 twenty (a lossguide tree can be that deep with few leaves). Wider falls back to xgboost.
+MAX_PATH_FEATURES = 10
 CHUNK_ROWS = 8  # rows explained per pass: larger passes outgrow the caches and slow down per row
-VERIFY_TOLERANCE = 1e-4  # |ours - pred_contribs| in log-odds; xgboost sums in float32
+# xgboost computes pred_contribs in float32: its rounding grows with the trees' total leaf size,
+# so the check allows a few float32 epsilons of the sum over trees of the largest |leaf value|.
+FLOAT32_EPSILONS = 8
+MIN_TOLERANCE = 1e-6
 
 
 class TreeShapNotBuilt(ValueError):
@@ -54,9 +63,18 @@ class TreeShapTables:
     base_value: float  # xgboost's bias: the same for every row
     n_features: int
 
+    leaf_scale: float  # the sum over trees of the largest |leaf value|: bounds the rounding
+
     @property
     def nbytes(self) -> int:
-        return int(self.table.nbytes + self.leaf_features.nbytes + 5 * self.split_feature.nbytes)
+        arrays = (self.split_feature, self.split_threshold, self.split_left, self.split_default_left)
+        arrays += (self.split_bit, self.leaf_start, self.leaf_all, self.leaf_offset, self.leaf_features)
+        return int(self.table.nbytes + sum(a.nbytes for a in arrays))
+
+    @property
+    def tolerance(self) -> float:
+        """How far xgboost's float32 ``pred_contribs`` may be from these (float64) values."""
+        return max(MIN_TOLERANCE, FLOAT32_EPSILONS * float(np.finfo(np.float32).eps) * self.leaf_scale)
 
     def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-row base values and SHAP values (rows x features), as ``pred_contribs`` gives them."""
@@ -97,7 +115,12 @@ def build_tree_shap(booster: Any, iteration_range: tuple[int, int], base_value: 
     trees = trees[start * per_round : (end or rounds) * per_round]
     n_features = int(learner["learner_model_param"]["num_feature"])
     leaves = [leaf for tree in trees for leaf in _leaves(tree)]
-    return _tables(leaves, n_features, base_value)
+    return _tables(leaves, n_features, base_value, sum(_largest_leaf(tree) for tree in trees))
+
+
+def _largest_leaf(tree: dict[str, Any]) -> float:
+    leaves = zip(tree["split_conditions"], tree["left_children"], strict=True)
+    return float(max((abs(value) for value, left in leaves if left == -1), default=0.0))
 
 
 def _leaves(tree: dict[str, Any]) -> list[tuple[float, list[tuple[int, float, bool, bool, float]]]]:
@@ -124,7 +147,10 @@ def _leaves(tree: dict[str, Any]) -> list[tuple[float, list[tuple[int, float, bo
 
 
 def _tables(
-    leaves: list[tuple[float, list[tuple[int, float, bool, bool, float]]]], n_features: int, base_value: float
+    leaves: list[tuple[float, list[tuple[int, float, bool, bool, float]]]],
+    n_features: int,
+    base_value: float,
+    leaf_scale: float,
 ) -> TreeShapTables:
     if not leaves:
         raise TreeShapNotBuilt("the model has no split")
@@ -133,6 +159,9 @@ def _tables(
     answers = sum(1 << len(features) for features in distinct)
     if answers * width * 8 > MAX_TABLE_BYTES:
         raise TreeShapNotBuilt(f"the tables would take {answers * width * 8 / 2**20:.0f} MiB")
+    if width > MAX_PATH_FEATURES:
+        limit = MAX_PATH_FEATURES
+        raise TreeShapNotBuilt(f"a leaf has {width} distinct features on its path (at most {limit})")
     bits = np.uint8 if width <= 8 else np.uint16 if width <= 16 else np.uint32  # the narrowest masks
     splits = [step for _, path in leaves for step in path]
     positions = [
@@ -167,6 +196,7 @@ def _tables(
         table=table,
         base_value=float(base_value),
         n_features=n_features,
+        leaf_scale=leaf_scale,
     )
 
 

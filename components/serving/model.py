@@ -84,6 +84,7 @@ class LoadedModel:
     raw_map: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # features x raw_names
     explain_ms_per_row: float = math.inf  # measured at load: decides where explanations run
     background_weights: np.ndarray | None = None  # a summarised background's weights (MLP, blend)
+    background_bases: dict[str, float] = field(default_factory=dict)  # summary vs rows (model info)
 
     @property
     def threshold(self) -> float:
@@ -149,6 +150,17 @@ class LoadedModel:
     def explains_inline(self, rows: int) -> bool:
         """Whether explaining ``rows`` is cheap enough to do on the event loop (see INLINE_EXPLAIN_MS)."""
         return rows * self.explain_ms_per_row <= INLINE_EXPLAIN_MS
+
+    def inline_explain_rows(self) -> int:
+        """The most rows ``explains_inline`` accepts (0: explanations always leave the event loop)."""
+        if not self.explain_ms_per_row < math.inf:
+            return 0
+        rows = int(INLINE_EXPLAIN_MS / max(self.explain_ms_per_row, 1e-9))
+        while self.explains_inline(rows + 1):
+            rows += 1
+        while rows and not self.explains_inline(rows):
+            rows -= 1
+        return min(rows, self.max_explain_instances)
 
     def measure_explain(self, calls: int = 3) -> float:
         """Milliseconds to explain the example row (best of ``calls``): the cost per row, or
@@ -225,11 +237,10 @@ class LoadedModel:
                 "background": "reference rows"
                 if self.background_weights is None
                 else "weighted k-means centroids of the reference rows",
+                **self.background_bases,
                 "tree_shap_tables": self.tree_shap_record,
                 "ms_per_row_at_load": round(self.explain_ms_per_row, 3),
-                "on_the_event_loop_up_to_rows": int(INLINE_EXPLAIN_MS // self.explain_ms_per_row)
-                if self.explain_ms_per_row > 0
-                else self.max_explain_instances,
+                "on_the_event_loop_up_to_rows": self.inline_explain_rows(),
             },
             "library_versions": bundle.library_versions,
             "library_version_mismatches": bundle.version_mismatches(),
@@ -354,6 +365,7 @@ def load_model(
     if len(background) == 0 and bundle.family != "xgboost":
         logger.warning("bundle %s has no reference data: explanations use a zero background", directory)
         background = np.zeros((1, len(bundle.feature_names)))
+    rows_background = background
     background, background_weights = budgeted_background(bundle.family, bundle.model, background)
     tree_shap, tree_shap_record = _tree_shap(bundle, reference, directory)
     raw_names, raw_map = raw_mapping(bundle.feature_names, bundle.source_columns)
@@ -375,6 +387,7 @@ def load_model(
         tree_shap=tree_shap,
         tree_shap_record=tree_shap_record,
         background_weights=background_weights,
+        background_bases=_background_bases(bundle, rows_background, background, background_weights),
         raw_names=raw_names,
         raw_map=raw_map,
     )
@@ -393,6 +406,21 @@ def budgeted_background(
     low, high = BACKGROUND_CENTROIDS
     clusters = min(max(EXPLAIN_EVALUATIONS // (2 * (background.shape[1] + 1)), low), high)
     return summarize_background(background, clusters)
+
+
+def _background_bases(
+    bundle: ModelBundle, rows: np.ndarray, summary: np.ndarray, weights: np.ndarray | None
+) -> dict[str, float]:
+    """The base value explanations start from over the summarised background, and over the rows it
+    summarises: the summary moves it a little (the mean of the model over centroids is not the mean
+    over rows), which /model_info states."""
+    if weights is None:
+        return {}
+    row = summary[:1]
+    summarised = contributions(bundle.model, bundle.family, row, summary, None, weights)[0][0]
+    uniform = np.full(len(rows), 1.0 / len(rows))  # every row (unweighted, the MLP would take 50)
+    over_rows = contributions(bundle.model, bundle.family, row, rows, None, uniform)[0][0]
+    return {"base_value": float(summarised), "base_value_over_reference_rows": float(over_rows)}
 
 
 def _tree_shap(bundle: ModelBundle, reference: Any, directory: Path) -> tuple[TreeShapTables | None, dict]:

@@ -5,8 +5,8 @@ benchmark's load generator drives it with one request shape (``--instances``, ``
 one keep-alive connection while py-spy samples every thread of the server process. Output: a flame
 stacks file (py-spy's raw format: folded stacks, which speedscope.app and flamegraph.pl open) and,
 printed, the frames with the most samples, by self time and inclusive, as shares of all samples
-(idle threads included: the event loop's wait and the prediction log's writer thread show as
-such). Loopback only; nothing is asserted.
+of busy threads (py-spy leaves out threads waiting in the kernel: the event loop's epoll wait, the
+prediction log's writer between flushes). Loopback only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -79,10 +79,14 @@ def profile(registry: Path, model_name: str, instances: int, explain: bool, seco
                 sampler = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
                 time.sleep(0.5)
                 load = drive(port, request, 1, 1_000_000, seconds)
-                sampler.wait()
+                failed = sampler.wait() != 0
+            if failed or not out.exists():
+                print((Path(tmp) / "py-spy.log").read_text(errors="replace"), file=sys.stderr)
+                print("error: py-spy could not sample the server (its output is above)", file=sys.stderr)
+                return 1
         finally:
             stop_server(server)
-    own, inclusive = top_frames(out.read_text() if out.exists() else "")
+    own, inclusive = top_frames(out.read_text())
     print(
         f"profile: {model_name} ({model.bundle.family}), {instances} instance(s), explain {explain}: "
         f"{load['requests']} requests, p50 {load['p50_ms']:.3f} ms; stacks in {out}"

@@ -131,7 +131,7 @@ def serve_fixed_answer(port: int, body_size: int) -> None:
     """``python -m pipelines.bench.serving --floor PORT SIZE``: FixedAnswer on loopback."""
     import uvicorn
 
-    body = b'{"predictions": [' + b"0" * max(body_size - 19, 0) + b"]}"
+    body = b'{"predictions": []}' + b" " * max(body_size - 19, 0)  # valid JSON of the endpoint's size
     config = uvicorn.Config(
         FixedAnswer(body),
         host=HOST,
@@ -356,13 +356,20 @@ def bench_explain_costs(model: Any, candidates: Path | None, calls: int = 300) -
     from components.model.explain import contributions, fast_tree_shap
     from components.model.families import MODEL_KINDS, load_model, predict_proba
     from components.serving.model import budgeted_background
+    from components.shared.errors import BundleError
 
     if candidates is None:
         return {}
     bundle = model.bundle
     columns = model.schema.validate_instances([model.example])
     row = bundle.transformer.transform(model.schema.model_arrays(columns))
-    reference = bundle.transformer.transform(load_reference(Path(model.source)).head(1000))
+    try:
+        raw_reference = load_reference(Path(model.source))
+    except BundleError:
+        print("  (no explain costs: the bundle has no reference rows)")
+        return {}
+    sample = raw_reference.sample(n=min(1000, len(raw_reference)), random_state=0)  # as the endpoint
+    reference = bundle.transformer.transform(sample)
     before = (None, reference[:50], None)  # pred_contribs; 50 rows, equally weighted
     costs: dict[str, Any] = {}
     for family in MODEL_KINDS:

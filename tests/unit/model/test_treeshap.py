@@ -114,6 +114,7 @@ def test_fast_tree_shap_checks_itself_and_serves_a_blend_member(fitted) -> None:
     logreg = make_estimator("logreg", {"C": 1.0}, seed=0).fit(np.nan_to_num(X), data()[1])
     blend = BlendModel({"xgboost": model, "logreg": logreg}, {"xgboost": 0.7, "logreg": 0.4}, -0.1)
     blend_tables, _ = fast_tree_shap(blend, "blend", X[:5])
+    assert blend_tables is not None  # the member's tables, not pred_contribs twice
     rows, background = np.nan_to_num(X[:6]), np.nan_to_num(X[100:200])
     fast = contributions(blend, "blend", rows, background, blend_tables)
     slow = contributions(blend, "blend", rows, background)
@@ -136,3 +137,25 @@ def test_tables_that_disagree_with_xgboost_are_not_used(fitted, monkeypatch: pyt
     monkeypatch.setattr(treeshap, "_tables", off)
     tables, record = fast_tree_shap(model, "xgboost", X[:30])
     assert tables is None and "differ from pred_contribs" in record["reason"]
+
+
+def test_a_model_with_another_missing_value_or_wide_paths_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = data()
+    coded = np.where(np.isnan(X), -999.0, X)
+    model = xgb.XGBClassifier(n_estimators=20, max_depth=4, missing=-999.0, n_jobs=1).fit(coded, y)
+    tables, record = fast_tree_shap(model, "xgboost", coded[:10])
+    assert tables is None and "-999.0" in record["reason"]
+    monkeypatch.setattr(treeshap, "MAX_PATH_FEATURES", 3)
+    deep = xgb.XGBClassifier(n_estimators=5, max_depth=6, n_jobs=1).fit(np.nan_to_num(X), y)
+    with pytest.raises(TreeShapNotBuilt, match="distinct features on its path"):
+        build_tree_shap(deep.get_booster(), (0, 0), 0.0)
+
+
+def test_the_check_allows_xgboosts_float32_rounding_and_no_more(fitted) -> None:
+    model, X = fitted
+    tables = tables_for(model, X)
+    assert 1e-6 <= tables.tolerance < 1e-4  # 120 trees of leaves below 1
+    expected = pred_contribs(model, X[:20])
+    assert treeshap.verify(tables, expected, X[:20]) <= tables.tolerance
+    expected[:, 0] += 2 * tables.tolerance
+    assert treeshap.verify(tables, expected, X[:20]) > tables.tolerance

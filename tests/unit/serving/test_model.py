@@ -163,10 +163,15 @@ def test_cheap_explanations_run_inline_and_costly_ones_leave_the_event_loop(
 ) -> None:
     model = load_model(version_dir(xgboost_built), ServeSettings())
     assert 0 < model.explain_ms_per_row < math.inf
-    inline_rows = int(INLINE_EXPLAIN_MS // model.explain_ms_per_row)
-    assert model.explains_inline(max(inline_rows, 0)) and not model.explains_inline(inline_rows + 1)
+    for cost in (model.explain_ms_per_row, INLINE_EXPLAIN_MS / 20, 0.3, INLINE_EXPLAIN_MS * 2):
+        model.explain_ms_per_row = cost
+        rows = model.inline_explain_rows()
+        assert rows == 0 or model.explains_inline(rows)
+        assert not model.explains_inline(rows + 1)
+        assert model.info()["explanation"]["on_the_event_loop_up_to_rows"] == rows
+    assert model.inline_explain_rows() == 0  # a row costs twice the budget: never inline
     model.explain_ms_per_row = math.inf  # an example that could not be explained
-    assert not model.explains_inline(1)
+    assert not model.explains_inline(1) and model.inline_explain_rows() == 0
 
 
 def test_an_mlp_champion_explains_over_a_budgeted_weighted_background(tmp_path: Path) -> None:
@@ -178,9 +183,12 @@ def test_an_mlp_champion_explains_over_a_budgeted_weighted_background(tmp_path: 
     expected = min(max(EXPLAIN_EVALUATIONS // (2 * (features + 1)), low), high)
     assert model.background.shape == (expected, features)
     assert model.background_weights is not None and model.background_weights.sum() == pytest.approx(1.0)
-    assert model.info()["explanation"]["background"] == "weighted k-means centroids of the reference rows"
+    explanation = model.info()["explanation"]
+    assert explanation["background"] == "weighted k-means centroids of the reference rows"
+    assert abs(explanation["base_value"] - explanation["base_value_over_reference_rows"]) < 1.0
     parsed = model.schema.parse(orjson.dumps({"instances": [model.example]}))
     scored = model.score(parsed.columns)
     (item,) = model.explain(scored.features, top_k=1000)
     logit = math.log(scored.probability[0] / (1 - scored.probability[0]))
     assert item["base_value"] + sum(item["contributions"].values()) == pytest.approx(logit, abs=1e-6)
+    assert item["base_value"] == pytest.approx(explanation["base_value"], abs=1e-12)
