@@ -16,9 +16,14 @@ from pipelines.runs import (
     DEFAULT_ROWS,
     DEFAULT_SEED,
     DEFAULT_WORKDIR,
+    add_tracking_argument,
     code_version,
     local_run_dir,
     new_run_name,
+    record_failed_run,
+    tracking_folders,
+    tracking_line,
+    tracking_uri,
 )
 
 
@@ -49,13 +54,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="fail the run, naming the running tasks, after this many seconds (0: no limit)",
     )
     add_runner_arguments(run)
+    add_tracking_argument(run)
     run.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     run.set_defaults(handler=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from components.tracking.record import TRAINING, RunContext
     from pipelines.containers import describe, plan_for
-    from pipelines.local_runner import run_pipeline_locally
+    from pipelines.local_runner import PipelineRunError, run_pipeline_locally
 
     config = load_config(args)
     workdir = args.workdir.resolve()
@@ -63,7 +70,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = (args.registry or workdir / "registry").resolve()
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
-    containers = plan_for(args, run_name, workdir, read_only=[data_uri], read_write=[str(registry)])
+    tracking = tracking_uri(args.tracking_uri, workdir)
+    containers = plan_for(
+        args,
+        run_name,
+        workdir,
+        read_only=[data_uri],
+        read_write=[str(registry), *tracking_folders(tracking)],
+    )
+    context = RunContext(run_name, code_version(), args.runner, data_uri)
     arguments = {
         "data_uri": data_uri,
         "registry_uri": str(registry),
@@ -71,18 +86,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         "families": config.tune.families,
         "deploy_target": "local",
         "run_name": run_name,
-        "code_version": code_version(),
+        "code_version": context.code_version,
+        "tracking_uri": tracking,
+        "runner": context.runner,
     }
     print(f"propensity: training {config.registry_model_name!r} on {data_uri}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
-    result = run_pipeline_locally(
-        arguments,
-        run_dir,
-        enable_caching=args.cache,
-        timeout_seconds=args.timeout or None,
-        containers=containers,
-        warm_tasks=not args.fresh_task_processes,
-    )
+    try:
+        result = run_pipeline_locally(
+            arguments,
+            run_dir,
+            enable_caching=args.cache,
+            timeout_seconds=args.timeout or None,
+            containers=containers,
+            warm_tasks=not args.fresh_task_processes,
+        )
+    except PipelineRunError as error:
+        print(record_failed_run(TRAINING, config, tracking, context, error))
+        raise
     summary_path = run_dir / "pipeline_summary.json"
     summary_path.write_text(json.dumps(result.summary, indent=2))
     if args.json:
@@ -152,4 +173,5 @@ def format_summary(summary: dict[str, Any], seconds: float, path: Path) -> str:
     else:
         lines.append("registry: unchanged (nothing deployed)")
     lines.append(f"summary: {path}")
+    lines.append(tracking_line(summary.get("tracking")))
     return "\n".join(lines)
