@@ -33,10 +33,10 @@ def local_store_uri(folder: str | Path) -> str:
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for other stores)."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
+    prefix = "sqlite:///"  # then the file's path: /abs/mlflow.db (four slashes in all) or relative
+    if not uri.startswith(prefix):
         return None
-    return Path(unquote(parsed.path))
+    return Path(unquote(uri[len(prefix) :].split("?", 1)[0]))
 
 
 def artifact_root(uri: str) -> str | None:
@@ -130,3 +130,16 @@ def _is_local_file(path: str) -> bool:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def read_runs(uri: str, experiment: str | None = None, max_results: int = 50) -> list[Any]:
+    """The store's runs, newest first (MLflow ``Run`` objects), of one experiment or of all."""
+    client = MlflowBackend(uri).client()
+    if experiment:
+        found = client.get_experiment_by_name(experiment)
+        ids = [found.experiment_id] if found is not None else []
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    if not ids:
+        return []
+    return list(client.search_runs(ids, max_results=max_results, order_by=["attributes.start_time DESC"]))

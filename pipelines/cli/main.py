@@ -14,7 +14,7 @@ import sys
 
 from components.shared.config import ConfigError
 from components.shared.errors import BundleError, DataValidationError, RegistryError
-from pipelines.cli import predict, run, serve, submit, tools
+from pipelines.cli import predict, run, serve, submit, tools, tracking
 from pipelines.containers import ContainerError
 
 
@@ -39,4 +39,5 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_commands(sub)
     predict.add_commands(sub)  # predict, score
     submit.add_commands(sub)
+    tracking.add_commands(sub)  # runs (and runs compare), ui
     return parser
