@@ -66,6 +66,8 @@ def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         deploy_target: str = "local",
         run_name: str = "",
         code_version: str = "unknown",
+        tracking_uri: str = "",
+        runner: str = "local",
     ):
         score = _configure(
             ops.score_batch(
@@ -119,6 +121,8 @@ def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 deploy_target=deploy_target,
                 run_name=run_name,
                 code_version=code_version,
+                tracking_uri=tracking_uri,
+                runner=runner,
             ).set_display_name("Retrain (training pipeline)")
         with dsl.Else(name="no-drift"):
             _configure(ops.record_no_retrain(drift=drift.outputs["drift"]), "Record: no retrain", "summary")
@@ -128,6 +132,15 @@ def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 model=score.outputs["model"],
                 business=value.outputs["business"],
                 drift=drift.outputs["drift"],
+                scoring_report=score.outputs["scoring_report"],
+                business_report=value.outputs["business_report"],
+                drift_report=drift.outputs["drift_report"],
+                config_json=config_json,
+                tracking_uri=tracking_uri,
+                run_name=run_name,
+                code_version=code_version,
+                runner=runner,
+                batch_uri=batch_uri,
             ),
             "Summary",
             "summary",

@@ -16,7 +16,17 @@ from typing import Any
 
 from pipelines.cli.common import add_config_arguments, load_config
 from pipelines.containers import add_runner_arguments
-from pipelines.runs import DEFAULT_WORKDIR, code_version, local_run_dir, new_run_name
+from pipelines.runs import (
+    DEFAULT_WORKDIR,
+    add_tracking_argument,
+    code_version,
+    local_run_dir,
+    new_run_name,
+    record_failed_run,
+    tracking_folders,
+    tracking_line,
+    tracking_uri,
+)
 
 SUMMARY_OUTPUT = "prediction_summary"
 
@@ -46,6 +56,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--pipeline-root", help="where artifacts go (default: WORKDIR/runs/RUN); local paths only"
     )
     add_runner_arguments(predict)
+    add_tracking_argument(predict)
     predict.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     predict.set_defaults(handler=cmd_predict)
 
@@ -80,8 +91,9 @@ def _batch_uri(batch: str) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.batch.champion import load_champion
     from components.batch.reading import resolve_batch_uri
+    from components.tracking.record import PREDICTION, RunContext
     from pipelines.containers import describe, plan_for
-    from pipelines.local_runner import run_pipeline_locally
+    from pipelines.local_runner import PipelineRunError, run_pipeline_locally
 
     config = load_config(args)
     workdir = args.workdir.resolve()
@@ -94,7 +106,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
     log_dir = "" if args.no_log else str((args.log or workdir / "prediction_log").resolve())
-    containers = plan_for(args, run_name, workdir, read_only=[batch_uri], read_write=[str(registry), log_dir])
+    tracking = tracking_uri(args.tracking_uri, workdir)
+    containers = plan_for(
+        args,
+        run_name,
+        workdir,
+        read_only=[batch_uri],
+        read_write=[str(registry), log_dir, *tracking_folders(tracking)],
+    )
+    context = RunContext(run_name, code_version(), args.runner, batch_uri)
     arguments = {
         "batch_uri": batch_uri,
         "registry_uri": str(registry),
@@ -108,18 +128,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "families": config.tune.families,
         "deploy_target": "local",
         "run_name": run_name,
-        "code_version": code_version(),
+        "code_version": context.code_version,
+        "tracking_uri": tracking,
+        "runner": context.runner,
     }
     print(f"propensity: scoring {batch_uri} with {champion.model_name} {champion.version}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
-    result = run_pipeline_locally(
-        arguments,
-        run_dir,
-        pipeline="prediction",
-        summary_output=SUMMARY_OUTPUT,
-        containers=containers,
-        warm_tasks=not args.fresh_task_processes,
-    )
+    try:
+        result = run_pipeline_locally(
+            arguments,
+            run_dir,
+            pipeline="prediction",
+            summary_output=SUMMARY_OUTPUT,
+            containers=containers,
+            warm_tasks=not args.fresh_task_processes,
+        )
+    except PipelineRunError as error:
+        print(record_failed_run(PREDICTION, config, tracking, context, error))
+        raise
     summary = with_retrain_outcome(result.summary, run_dir / "artifacts")
     path = run_dir / "prediction_summary.json"
     path.write_text(json.dumps(summary, indent=2))
@@ -177,6 +203,7 @@ def format_prediction_summary(summary: dict[str, Any], seconds: float, path: Pat
     lines.append(f"         {Path(artifacts['drift']).parent / 'drift_report'} (Evidently HTML)")
     lines.append(f"predictions: {Path(artifacts['score']) / 'predictions.parquet'}")
     lines.append(f"summary: {path}")
+    lines.append(tracking_line(summary.get("tracking")))
     return "\n".join(lines)
 
 

@@ -2,7 +2,8 @@
 
 Runs three times against one registry: a first model (deployed as v0001), the same data again
 (compared with that champion, deployed as v0002), and shuffled labels (gate fails, registry
-byte-for-byte unchanged).
+byte-for-byte unchanged); then a run that fails at ingest. Every one of them is tracked in the work
+directory's MLflow store, which the last test reads back with MLflow's own client and the CLI.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def test_second_run_is_compared_with_champion_and_becomes_v0002(
     assert summary["gate"]["champion_version"] == "v0001"
     assert summary["deployment"]["version"] == "v0002"
     assert summary["deployment"]["previous_champion"] == "v0001"
+    FIRST_RUN["second"] = summary
 
 
 def test_shuffled_labels_fail_the_gate_and_leave_registry_unchanged(
@@ -156,6 +158,7 @@ def test_shuffled_labels_fail_the_gate_and_leave_registry_unchanged(
     assert "ROC-AUC" in reasons
     assert summary["metrics"]["test"]["roc_auc"] < 0.7
     assert registry_snapshot(registry_root) == before
+    FIRST_RUN["shuffled"] = summary
 
 
 def test_bad_input_fails_the_run_with_the_column_named(
@@ -203,3 +206,70 @@ def test_a_run_over_its_time_limit_is_killed_and_names_the_running_task(
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert str(run_dir) not in processes  # the runner and every task it started are gone
     assert not (tmp_path / "registry").exists()  # nothing was registered
+
+
+def test_every_run_is_tracked_and_read_back_with_mlflows_client(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from components.tracking.mlflow_backend import local_store_uri
+
+    uri = local_store_uri(workspace / "work" / "tracking")
+    client = MlflowClient(tracking_uri=uri)
+    [experiment] = client.search_experiments()
+    assert experiment.name == MODEL
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
+
+    first, second, shuffled = (FIRST_RUN[k] for k in ("summary", "second", "shuffled"))
+    for summary, version in ((first, "v0001"), (second, "v0002"), (shuffled, None)):
+        assert summary["tracking"]["logged"] is True, summary["tracking"]
+        run = client.get_run(summary["tracking"]["run_id"])
+        metrics, tags = run.data.metrics, run.data.tags
+        assert metrics["test.roc_auc"] == summary["metrics"]["test"]["roc_auc"]
+        assert metrics["test.f1"] == summary["metrics"]["test"]["f1"]
+        for family, scores in summary["metrics"]["cv"].items():
+            assert metrics[f"family.{family}.cv_roc_auc"] == scores["cv_roc_auc"]
+        assert metrics["gate.passed"] == float(summary["gate"]["passed"])
+        assert tags.get("registry_version") == version
+        assert tags["champion"] == summary["champion"] and tags["runner"] == "subprocess"
+        assert tags["data_uri"].endswith("shuffled.csv" if version is None else "customers.csv")
+        assert run.data.params["gate.min_f1"] == "0.5"
+        reports = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+        names = ("data_report.md", "reliability.html", "shap_report.html", "gate_report.md")
+        assert reports == {f"reports/{name}" for name in (*names, "pipeline_summary.json")}
+    run_root = Path(first["artifacts"]["explain"]).parent.parent
+    copy = client.download_artifacts(first["tracking"]["run_id"], "reports/shap_report.html", str(workspace))
+    assert Path(copy).read_bytes() == (run_root / "explain" / "shap_report").read_bytes()
+
+    [failed] = [r for r in runs if r.info.status == "FAILED"]
+    assert failed.data.tags["failed_stage"] == "ingest"
+    assert "Response" in failed.data.tags["error"] and failed.data.tags["data_uri"].endswith("no_target.csv")
+
+    store = ["--workdir", str(workspace / "work")]
+    code, listed, _ = run_cli(["runs", *store], capsys)
+    assert code == 0
+    lines = listed.splitlines()
+    assert len(lines) == 2 + 4  # header, rule, one line per run
+    assert "failed at ingest" in lines[2]  # newest first
+    assert "failed" in lines[3] and "v0002" in lines[4] and "v0001" in lines[5]
+    assert f"{first['metrics']['test']['roc_auc']:.4f}" in lines[5]
+
+    code, compared, _ = run_cli(["runs", "compare", *store], capsys)  # the newest two finished ones
+    assert code == 0
+    assert f"A: {second['tracking']['run_name']}" in compared
+    assert f"B: {shuffled['tracking']['run_name']}" in compared
+    data_line = next(line for line in compared.splitlines() if line.startswith("data_uri"))
+    assert "customers.csv" in data_line and "shuffled.csv" in data_line and data_line.endswith("*")
+    auc_line = next(line for line in compared.splitlines() if line.startswith("test.roc_auc "))
+    delta = shuffled["metrics"]["test"]["roc_auc"] - second["metrics"]["test"]["roc_auc"]
+    assert auc_line.split()[-1] == f"{delta:+.4f}"
+
+    names = [first["tracking"]["run_name"], second["tracking"]["run_name"]]
+    code, compared, _ = run_cli(["runs", "compare", *names, *store], capsys)
+    assert code == 0
+    version_line = next(line for line in compared.splitlines() if line.startswith("registry_version"))
+    assert version_line.split() == ["registry_version", "v0001", "v0002", "*"]
+    code, _, err = run_cli(["runs", "compare", "no-such-run", names[0], *store], capsys)
+    assert code == 2 and "no-such-run" in err
