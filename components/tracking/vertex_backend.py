@@ -54,11 +54,18 @@ class VertexBackend:
 
         sdk = self.sdk or _load_sdk()
         name = vertex_name(run.name)
-        sdk.init(project=self.project, location=self.location, experiment=vertex_name(run.experiment))
+        # No backing Tensorboard: params and final metrics only (no time series); a Tensorboard is a
+        # billed resource the SDK would otherwise create on first use.
+        sdk.init(
+            project=self.project,
+            location=self.location,
+            experiment=vertex_name(run.experiment),
+            experiment_tensorboard=False,
+        )
         try:
             sdk.start_run(name)
-        except exceptions.AlreadyExists:  # the task was retried: the same run goes on
-            sdk.start_run(name, resume=True)
+        except exceptions.Conflict:  # the task was retried: the same run goes on (REST: 409 Conflict,
+            sdk.start_run(name, resume=True)  # gRPC: AlreadyExists, a Conflict too)
         state = _state(run.status)
         try:
             params: dict[str, float | int | str] = dict(run.params)

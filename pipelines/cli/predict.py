@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json
         else format_prediction_summary(summary, result.seconds, path)
     )
+    if args.json and not (summary.get("tracking") or {}).get("logged"):
+        print(tracking_line(summary.get("tracking")), file=sys.stderr)
     return 0
 
 

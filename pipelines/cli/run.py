@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary_path.write_text(json.dumps(result.summary, indent=2))
     if args.json:
         print(json.dumps(result.summary, indent=2))
+        if not (result.summary.get("tracking") or {}).get("logged"):
+            print(tracking_line(result.summary.get("tracking")), file=sys.stderr)
     else:
         print(format_summary(result.summary, result.seconds, summary_path))
     return 0

@@ -224,7 +224,8 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def _short(text: str, width: int = 48) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+    """At most ``width`` characters, keeping the end (a path's file name, a version's suffix)."""
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -15,13 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from components.tracking.mlflow_backend import local_store_uri, read_runs
+from pipelines.bench.serving import wait_healthy
 from pipelines.cli.tracking import UI_VENV
 
 pytestmark = pytest.mark.integration
@@ -54,40 +54,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_healthy(base: str, process: subprocess.Popen[str], seconds: float = 120.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the UI exited with {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the UI did not answer on {base} within {seconds:g} s")
-
-
 def test_the_ui_shows_the_tracked_run_with_its_metrics_and_reports(trained_registry, tmp_path: Path) -> None:
     chromium = required(shutil.which("chromium"), "chromium (apt-get install chromium)")
     required(str(ROOT / UI_VENV / "bin" / "mlflow"), f"the MLflow UI ({UI_VENV}/, make ui-install)")
     workdir = trained_registry.workdir / "work"
-    [run] = read_runs(local_store_uri(workdir / "tracking"))
+    runs = read_runs(local_store_uri(workdir / "tracking"))
+    run = next(r for r in runs if r.data.tags["pipeline"] == "training" and r.info.status == "FINISHED")
     run_id, roc_auc = run.info.run_id, run.data.metrics["test.roc_auc"]
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "ui", "--workdir", str(workdir), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own group: the mlflow server it starts is stopped with it
-    )
+    log_path = tmp_path / "ui.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "ui", "--workdir", str(workdir), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: the mlflow server it starts is stopped with it
+        )
     try:
-        assert process.stdout is not None
-        assert f"http://127.0.0.1:{port}" in process.stdout.readline()  # make ui prints the address
-        wait_healthy(base, process)
+        wait_healthy(port, process, timeout=120.0)  # type: ignore[arg-type]
+        assert f"http://127.0.0.1:{port}" in log_path.read_text().splitlines()[0]  # it prints the address
 
         # the REST API the React app reads: the same run and metric as in the store
         served = httpx.get(f"{base}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30).json()
