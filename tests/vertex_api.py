@@ -148,6 +148,7 @@ class VertexApi:
     operations: dict[str, Json] = field(default_factory=dict)
     pipeline_jobs: dict[str, Json] = field(default_factory=dict)
     evaluations: dict[str, list[Json]] = field(default_factory=dict)  # model id -> evaluations
+    metadata: dict[str, Json] = field(default_factory=dict)  # resource name -> store/context/...
     server: ThreadingHTTPServer | None = None
     _routes: list[_Route] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
@@ -158,6 +159,7 @@ class VertexApi:
         self._add_model_routes()
         self._add_endpoint_routes()
         self._add_operation_routes()
+        self._add_metadata_routes()
 
     # ------------------------------------------------------------------ extension point
 
@@ -288,7 +290,11 @@ class VertexApi:
     def _dispatch(self, call: Call) -> Answer:
         with self._lock:
             for fault in self._faults:
-                if fault.method == call.method and fault.path_contains in call.path and fault.hits < fault.times:
+                if (
+                    fault.method == call.method
+                    and fault.path_contains in call.path
+                    and fault.hits < fault.times
+                ):
                     fault.hits += 1
                     raise ApiError(fault.code, f"injected by the test ({fault.code})")
             for route in self._routes:
@@ -338,6 +344,7 @@ class VertexApi:
             return 200, state["op"]
 
         for template in ("operations/{op}", "{kind}/{id}/operations/{op}"):
+
             def handler(call: Call, _template: str = template, **parts: str) -> Answer:
                 resource = _template.format(**parts)
                 return get(call, resource)
@@ -371,7 +378,9 @@ class VertexApi:
         self.route(
             "GET",
             "models/{model}/evaluations",
-            lambda call, model: self.page(call, self.evaluations.get(self._model(model)["id"], []), "modelEvaluations"),
+            lambda call, model: self.page(
+                call, self.evaluations.get(self._model(model)["id"], []), "modelEvaluations"
+            ),
         )
 
     def _default_versions(self) -> list[Json]:
@@ -495,7 +504,9 @@ class VertexApi:
 
     def _add_endpoint_routes(self) -> None:
         self.route("POST", "endpoints", self._create_endpoint)
-        self.route("GET", "endpoints", lambda call: self.page(call, list(self.endpoints.values()), "endpoints"))
+        self.route(
+            "GET", "endpoints", lambda call: self.page(call, list(self.endpoints.values()), "endpoints")
+        )
         self.route("GET", "endpoints/{endpoint}", lambda call, endpoint: (200, self._endpoint(endpoint)))
         self.route("POST", "endpoints/{endpoint}:deployModel", self._deploy)
         self.route("POST", "endpoints/{endpoint}:undeployModel", self._undeploy)
@@ -560,7 +571,9 @@ class VertexApi:
         if split is not None:
             found["trafficSplit"] = {k: v for k, v in split.items() if v}
         found["updateTime"] = now()
-        return self.operation(found["name"], "DeployModel", {"deployedModel": deployed}, f"{_TYPE}DeployModelResponse")
+        return self.operation(
+            found["name"], "DeployModel", {"deployedModel": deployed}, f"{_TYPE}DeployModelResponse"
+        )
 
     def _undeploy(self, call: Call, endpoint: str) -> Answer:
         found = self._endpoint(endpoint)
@@ -585,6 +598,102 @@ class VertexApi:
         found["trafficSplit"] = split
         found["updateTime"] = now()
         return self.operation(found["name"], "UndeployModel", {}, f"{_TYPE}UndeployModelResponse")
+
+    # ------------------------------------------------------------------ metadata (Experiments)
+
+    def _add_metadata_routes(self) -> None:
+        """What ``aiplatform.init(experiment=)``, ``start_run``, ``log_params``/``log_metrics`` call."""
+        stores = "metadataStores"
+        self.route("POST", stores, self._create_store)
+        self.route("GET", stores + "/{store}", lambda call, store: (200, self._metadata(f"{stores}/{store}")))
+        for kind in ("contexts", "executions", "artifacts"):
+            collection = f"{stores}/{{store}}/{kind}"
+            self.route("POST", collection, self._create_metadata(kind))
+            self.route("GET", collection, self._list_metadata(kind))
+            self.route("GET", collection + "/{item}", self._get_metadata(kind))
+            self.route("PATCH", collection + "/{item}", self._patch_metadata(kind))
+        contexts = f"{stores}/{{store}}/contexts/{{item}}"
+        self.route("POST", contexts + ":addContextChildren", self._add_children)
+        self.route("POST", contexts + ":addContextArtifactsAndExecutions", self._add_to_context)
+
+    def _metadata(self, relative: str) -> Json:
+        found = self.metadata.get(f"{self.parent}/{relative}")
+        if found is None:
+            raise ApiError(404, f"{self.parent}/{relative} does not exist.")
+        return found
+
+    def _create_store(self, call: Call) -> Answer:
+        store_id = call.query.get("metadataStoreId") or "default"
+        name = f"{self.parent}/metadataStores/{store_id}"
+        if name in self.metadata:
+            raise ApiError(409, f"MetadataStore {name} already exists.")
+        self.metadata[name] = {**call.body, "name": name, "createTime": now(), "updateTime": now()}
+        return self.operation(name, "CreateMetadataStore", self.metadata[name], f"{_TYPE}MetadataStore")
+
+    def _create_metadata(self, kind: str) -> Handler:
+        def create(call: Call, store: str) -> Answer:
+            self._metadata(f"metadataStores/{store}")
+            item = call.query.get(f"{kind[:-1]}Id") or self.next_id()
+            name = f"{self.parent}/metadataStores/{store}/{kind}/{item}"
+            if name in self.metadata:
+                raise ApiError(409, f"{kind[:-1].capitalize()} {name} already exists.")
+            if not call.body.get("schemaTitle"):
+                raise ApiError(400, f"{kind[:-1]}.schema_title is required")
+            stamp = now()
+            record = {**call.body, "name": name, "createTime": stamp, "updateTime": stamp, "etag": "1"}
+            record.setdefault("metadata", {})
+            self.metadata[name] = record
+            return 200, record
+
+        return create
+
+    def _list_metadata(self, kind: str) -> Handler:
+        def list_(call: Call, store: str) -> Answer:
+            prefix = f"{self.parent}/metadataStores/{store}/{kind}/"
+            items = [r for n, r in self.metadata.items() if n.startswith(prefix)]
+            return self.page(call, items, kind)
+
+        return list_
+
+    def _get_metadata(self, kind: str) -> Handler:
+        return lambda call, store, item: (200, self._metadata(f"metadataStores/{store}/{kind}/{item}"))
+
+    def _patch_metadata(self, kind: str) -> Handler:
+        def patch(call: Call, store: str, item: str) -> Answer:
+            name = f"{self.parent}/metadataStores/{store}/{kind}/{item}"
+            if name not in self.metadata:
+                if call.query.get("allowMissing") != "true":
+                    raise ApiError(404, f"{name} does not exist.")
+                self.metadata[name] = {"name": name, "metadata": {}, "createTime": now()}
+            record = self.metadata[name]
+            mask = [m for m in call.query.get("updateMask", "").split(",") if m]
+            for key, value in call.body.items():
+                if key == "name" or (mask and key not in mask and not any(m.startswith(key) for m in mask)):
+                    continue
+                record[key] = {**record.get(key, {}), **value} if key == "metadata" else value
+            record["updateTime"] = now()
+            return 200, record
+
+        return patch
+
+    def _add_children(self, call: Call, store: str, item: str) -> Answer:
+        parent = self._metadata(f"metadataStores/{store}/contexts/{item}")
+        for child in call.body.get("childContexts") or []:
+            if child not in self.metadata:
+                raise ApiError(404, f"Context {child} does not exist.")
+            parents = self.metadata[child].setdefault("parentContexts", [])
+            if parent["name"] not in parents:
+                parents.append(parent["name"])
+        return 200, {}
+
+    def _add_to_context(self, call: Call, store: str, item: str) -> Answer:
+        context = self._metadata(f"metadataStores/{store}/contexts/{item}")
+        for key in ("artifacts", "executions"):
+            for name in call.body.get(key) or []:
+                if name not in self.metadata:
+                    raise ApiError(404, f"{name} does not exist.")
+                context.setdefault(f"_{key}", []).append(name)
+        return 200, {}
 
     # ------------------------------------------------------------------ pipeline jobs
 
@@ -693,3 +802,22 @@ def running_vertex_api(**settings: Any) -> Iterator[VertexApi]:
         yield api
     finally:
         api.stop()
+
+
+@contextmanager
+def sdk_on_loopback(**settings: Any) -> Iterator[VertexApi]:
+    """A running API with the real SDK initialised against it; the SDK's global state reset after.
+
+    ``aiplatform.init`` and the Experiments tracker are process-wide: resetting them keeps one
+    test's project, endpoint or active run out of the next.
+    """
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.metadata import metadata
+
+    with running_vertex_api(**settings) as api:
+        api.init_sdk()
+        try:
+            yield api
+        finally:
+            metadata._experiment_tracker.reset()
+            initializer.global_config.__init__()  # type: ignore[misc]
