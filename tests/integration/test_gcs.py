@@ -32,7 +32,7 @@ from components.shared.config import Config
 from components.shared.errors import BundleError, DataValidationError, RegistryError
 from tests.conftest import FAST_OVERRIDES, TrainedRegistry
 from tests.gcs_emulator import GcsProxy, anonymous_client, running_emulator, running_proxy
-from tests.unit.deploy.test_vertex import FakeAiplatform
+from tests.vertex_api import VertexApi
 
 pytestmark = pytest.mark.integration
 MODEL = "marketing-propensity"
@@ -324,10 +324,16 @@ def test_concurrent_alias_moves_and_registrations_lose_nothing(
 
 
 def test_vertex_deploy_registers_in_gcs_then_moves_the_alias(
-    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gcs: Gcs,
+    trained_registry: TrainedRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    vertex_api: VertexApi,
 ) -> None:
+    """deploy_bundle with the real aiplatform SDK (REST) on the loopback Vertex API, registry in GCS."""
+    from google.cloud import aiplatform
+
     monkeypatch.setattr(storage, "default_cache_dir", lambda: tmp_path / "cache")
-    fake = FakeAiplatform(project="proj", location="europe-west4")
     settings = VertexConfig(
         project="proj", location="europe-west4", serving_image="serving:1", experiment="propensity"
     )
@@ -343,35 +349,45 @@ def test_vertex_deploy_registers_in_gcs_then_moves_the_alias(
             registry_uri,
             "vertex",
             run,
-            vertex_sdk=fake,
+            vertex_sdk=aiplatform,
             vertex_settings=chosen,
         )
 
     record = deploy("run-20260101-000000-000001")
     registry = GcsRegistry(registry_uri, client=gcs.client, cache_dir=tmp_path / "cache")
     assert record["version"] == "v0001" and registry.champion(MODEL) == "v0001"
-    (upload,) = fake.calls_named("Model.upload")
-    assert upload["artifact_uri"] == record["version_uri"] == gcs.uri("registry", MODEL, "versions", "v0001")
-    assert upload["labels"]["run-id"] == "run-20260101-000000-000001"
-    assert upload["labels"]["registry-version"] == "v0001"
+    (upload,) = vertex_api.calls("upload")
+    assert upload.body["model"]["artifactUri"] == record["version_uri"]
+    assert record["version_uri"] == gcs.uri("registry", MODEL, "versions", "v0001")
+    assert upload.body["model"]["labels"]["run-id"] == "run-20260101-000000-000001"
+    assert upload.body["model"]["labels"]["registry-version"] == "v0001"
     assert record["vertex"]["traffic_split"] == {record["vertex"]["deployed_model_id"]: 100}
     assert record["vertex_model_uri"].endswith(record["vertex"]["versioned_model_name"])
-    logged = fake.runs[("propensity", record["experiment_run"])]
-    assert logged["metrics"]["roc_auc"] == pytest.approx(
+    run_context = f"{vertex_api.parent}/metadataStores/default/contexts/propensity-{record['experiment_run']}"
+    logged = vertex_api.metadata[run_context]["metadata"]
+    assert logged["_metrics"]["roc_auc"] == pytest.approx(
         load_bundle(bundle_dir(trained_registry)).metrics["roc_auc"]
     )
-    assert logged["params"]["registry_version"] == "v0001"
+    assert logged["_params"]["registry_version"] == "v0001"
 
     canary = deploy("run-20260101-000000-000002", canary_percent=10)
     assert canary["alias"] == "challenger" and canary["vertex"]["canary_percent"] == 10
     assert registry.champion(MODEL) == "v0001" and registry.aliases(MODEL)["challenger"] == "v0002"
     assert sorted(canary["vertex"]["traffic_split"].values()) == [10, 90]
 
-    # Vertex refuses the deployment: the version is registered, but the champion does not move
-    with pytest.raises(exceptions.InvalidArgument):
-        deploy("run-20260101-000000-000003", machine_type="")
-    assert registry.champion(MODEL) == "v0001"
+    # Vertex refuses the deployment: the version is registered, but neither champion moves
+    vertex_api.fail("POST", ":deployModel", code=400)
+    with pytest.raises(exceptions.BadRequest):
+        deploy("run-20260101-000000-000003")
+    assert registry.champion(MODEL) == "v0001" and vertex_api.aliases(MODEL)["champion"] == "1"
     assert [v["version"] for v in registry.versions(MODEL)][-1] == "v0003"
+
+    # the retried task finishes that deployment: same registry version, no second upload
+    uploads = len(vertex_api.calls("upload"))
+    retried = deploy("run-20260101-000000-000003")
+    assert retried["version"] == "v0003" and [v["version"] for v in registry.versions(MODEL)][-1] == "v0003"
+    assert len(vertex_api.calls("upload")) == uploads and retried["vertex"]["reused_upload"]
+    assert registry.champion(MODEL) == "v0003" and vertex_api.aliases(MODEL)["champion"] == "3"
 
 
 def test_local_pipeline_reads_gcs_data_and_keeps_its_registry_in_gcs(
