@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
-from components.tracking.record import FAILED, TrackedRun
+from components.tracking.record import FAILED, TRAINING, TrackedRun
 
 _RUN_RE = re.compile(r"[^a-z0-9-]+")
 _MAX_PARAM = 1000
@@ -38,6 +38,12 @@ def vertex_name(text: str) -> str:
     return (cleaned or "run")[:128].rstrip("-")
 
 
+def run_id(run: TrackedRun) -> str:
+    """The experiment run's id: the run name; a prediction run's gets '-prediction', because the
+    training run it may start (nested, same run name) is a run of its own and ids are unique."""
+    return vertex_name(run.name if run.pipeline == TRAINING else f"{run.name}-{run.pipeline}")
+
+
 class VertexBackend:
     """Logs a :class:`TrackedRun` as a Vertex AI Experiments run (project/location: the config's
     ``vertex`` section, or the SDK's defaults, e.g. the project a Vertex pipeline runs in)."""
@@ -53,7 +59,7 @@ class VertexBackend:
         from google.api_core import exceptions
 
         sdk = self.sdk or _load_sdk()
-        name = vertex_name(run.name)
+        name = run_id(run)
         # No backing Tensorboard: params and final metrics only (no time series); a Tensorboard is a
         # billed resource the SDK would otherwise create on first use.
         sdk.init(

@@ -80,6 +80,17 @@ def test_an_unavailable_vertex_api_is_reported_and_the_run_goes_on(vertex_api: V
     assert "403" in outcome["error"] or "PermissionDenied" in outcome["error"]
 
 
+def test_a_prediction_run_and_the_retraining_it_starts_are_two_runs(vertex_api: VertexApi) -> None:
+    assert track(training_run(SUMMARY, CONFIG, CONTEXT, {}), "vertex", CONFIG)["logged"] is True
+    stopped = failed_run("prediction", CONFIG, CONTEXT, "check-drift", "DataValidationError: empty batch")
+    outcome = track(stopped, "vertex", CONFIG)
+    assert outcome["run_id"] == f"{CONTEXT.run_name}-prediction"
+    assert experiment_run(vertex_api, CONTEXT.run_name)["metadata"]["_state"] == "COMPLETE"
+    assert (
+        experiment_run(vertex_api, outcome["run_id"])["metadata"]["_params"]["tag.pipeline"] == "prediction"
+    )
+
+
 @pytest.mark.parametrize(("text", "name"), [("Run_2026.01 01", "run-2026-01-01"), ("---", "run")])
 def test_vertex_names(text: str, name: str) -> None:
     assert vertex_name(text) == name
