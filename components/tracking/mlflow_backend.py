@@ -24,6 +24,9 @@ ARTIFACTS = "artifacts"
 # log_batch's limits (MLflow REST API): 1000 metrics, 100 params, 100 tags per call
 _BATCH = {"metrics": 1000, "params": 100, "tags": 100}
 _MAX_PARAM = 6000
+# MLflow 3's UI opens an experiment without this tag as a GenAI one (traces, evaluations); with it,
+# as model training: the runs table with their metrics and params.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def local_store_uri(folder: str | Path) -> str:
@@ -57,6 +60,9 @@ class MlflowBackend:
         database = sqlite_path(self.uri)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
+        # MLflow 3 sends usage telemetry to its project's servers by default: not from users' runs
+        # (MLFLOW_DISABLE_TELEMETRY=false set by the user is respected)
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         if urlparse(self.uri).scheme in {"http", "https"}:
             # a tracking server that does not answer must not hold the run for minutes
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -71,11 +77,14 @@ class MlflowBackend:
 
         found = client.get_experiment_by_name(name)
         if found is not None:
+            for key, value in EXPERIMENT_KIND.items():
+                if key not in found.tags:
+                    client.set_experiment_tag(found.experiment_id, key, value)
             return str(found.experiment_id)
         root = artifact_root(self.uri)
         location = Path(root, name).as_uri() if root else None
         try:
-            return str(client.create_experiment(name, artifact_location=location))
+            return str(client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND))
         except MlflowException:  # created meanwhile by a concurrent run
             found = client.get_experiment_by_name(name)
             if found is None:

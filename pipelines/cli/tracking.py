@@ -9,6 +9,7 @@ python -m pipelines.cli ui                          # the MLflow UI on 127.0.0.1
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,8 +194,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise ConfigError(f"{mlflow} does not exist: `make ui` installs the MLflow UI into {UI_VENV}/")
     command = ui_command(Path(mlflow), uri, args.host, args.port)
     print(f"MLflow UI for {uri}: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    # no usage telemetry, and no job workers (seven huey processes for GenAI judges), unless asked
+    quiet = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    environment = {**quiet, **os.environ}
     try:
-        return subprocess.call(command)
+        return subprocess.call(command, env=environment)
     except KeyboardInterrupt:
         return 0
 

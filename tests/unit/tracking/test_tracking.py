@@ -44,6 +44,7 @@ def test_a_training_run_is_logged_and_read_back_with_mlflows_client(
     assert logged.info.run_name == CONTEXT.run_name and logged.info.status == "FINISHED"
     experiment = client.get_experiment(logged.info.experiment_id)
     assert experiment.name == "marketing-propensity"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's runs view
     metrics, params, tags = logged.data.metrics, logged.data.params, logged.data.tags
     test = SUMMARY["metrics"]["test"]
     assert metrics["test.roc_auc"] == test["roc_auc"] and metrics["test.f1"] == test["f1"]
