@@ -25,20 +25,17 @@ DEFAULT_UI_PORT = 5000
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``runs`` (with ``compare``) and ``ui`` to the CLI's subparsers."""
-    store = argparse.ArgumentParser(add_help=False)
-    store.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="whose tracking store")
-    store.add_argument(
-        "--tracking-uri",
-        help=f"an MLflow store URI (default: the SQLite store WORKDIR/{TRACKING_FOLDER}/mlflow.db)",
-    )
-    store.add_argument("--experiment", help="one experiment (default: every experiment in the store)")
+    store = store_arguments(DEFAULT_WORKDIR, None)
+    # after `compare` too; not given there, the value given before it stands (argparse would
+    # otherwise let the subcommand's defaults replace `runs --workdir X`'s)
+    again = store_arguments(argparse.SUPPRESS, argparse.SUPPRESS)
 
     runs = sub.add_parser("runs", parents=[store], help="the tracked runs, newest first; `runs compare A B`")
     runs.add_argument("-n", "--limit", type=int, default=20, help="how many runs to list")
     runs.set_defaults(handler=cmd_runs)
     actions = runs.add_subparsers(dest="runs_command")
     compare = actions.add_parser(
-        "compare", parents=[store], help="two runs' params and metrics side by side (default: newest two)"
+        "compare", parents=[again], help="two runs' params and metrics side by side (default: newest two)"
     )
     compare.add_argument("runs", nargs="*", metavar="RUN", help="run names or ids (0 or 2)")
     compare.add_argument("--all", action="store_true", help="also what did not change")
@@ -51,6 +48,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--mlflow", type=Path, help=f"the full mlflow's executable (default: {UI_VENV}/bin/mlflow)"
     )
     ui.set_defaults(handler=cmd_ui)
+
+
+def store_arguments(workdir: Any, default: Any) -> argparse.ArgumentParser:
+    """--workdir, --tracking-uri, --experiment: which store and experiment a command reads."""
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--workdir", type=Path, default=workdir, help="whose tracking store")
+    store.add_argument(
+        "--tracking-uri",
+        default=default,
+        help=f"an MLflow store URI (default: the SQLite store WORKDIR/{TRACKING_FOLDER}/mlflow.db)",
+    )
+    store.add_argument(
+        "--experiment", default=default, help="one experiment (default: every experiment in the store)"
+    )
+    return store
 
 
 def store_uri(args: argparse.Namespace) -> str:
