@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 from components.shared.config import Config, ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from components.tracking.record import RunContext
-    from pipelines.local_runner import PipelineRunError
+    from pipelines.local_runner import LocalRun
 
 DEFAULT_WORKDIR = Path(".propensity")
 DEFAULT_ROWS = 2240
@@ -83,15 +85,21 @@ def tracking_folders(uri: str) -> list[str]:
     return [str(database.parent)] if database is not None else []
 
 
-def record_failed_run(
-    pipeline: str, config: Config, uri: str, context: RunContext, error: PipelineRunError
-) -> str:
-    """Track a run that stopped (the pipeline's own summary step never ran); returns the line to print."""
+def run_tracking_failure(
+    run: Callable[[], LocalRun], pipeline: str, config: Config, uri: str, context: RunContext
+) -> LocalRun:
+    """``run()``; when the pipeline fails, track it as a failed run (its summary step, which tracks
+    finished runs, never ran), say where, and raise the failure as it was."""
     from components.tracking.record import failed_run
     from components.tracking.track import track
+    from pipelines.local_runner import PipelineRunError
 
-    outcome = track(failed_run(pipeline, config, context, error.task, error.cause), uri, config)
-    return tracking_line(outcome)
+    try:
+        return run()
+    except PipelineRunError as error:
+        outcome = track(failed_run(pipeline, config, context, error.task, error.cause), uri, config)
+        print(tracking_line(outcome))
+        raise
 
 
 def tracking_line(outcome: dict[str, Any] | None) -> str:

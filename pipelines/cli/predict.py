@@ -23,7 +23,7 @@ from pipelines.runs import (
     code_version,
     local_run_dir,
     new_run_name,
-    record_failed_run,
+    run_tracking_failure,
     tracking_folders,
     tracking_line,
     tracking_uri,
@@ -94,7 +94,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from components.batch.reading import resolve_batch_uri
     from components.tracking.record import PREDICTION, RunContext
     from pipelines.containers import describe, plan_for
-    from pipelines.local_runner import PipelineRunError, run_pipeline_locally
+    from pipelines.local_runner import run_pipeline_locally
 
     config = load_config(args)
     workdir = args.workdir.resolve()
@@ -135,18 +135,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     }
     print(f"propensity: scoring {batch_uri} with {champion.model_name} {champion.version}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
-    try:
-        result = run_pipeline_locally(
+    result = run_tracking_failure(
+        lambda: run_pipeline_locally(
             arguments,
             run_dir,
             pipeline="prediction",
             summary_output=SUMMARY_OUTPUT,
             containers=containers,
             warm_tasks=not args.fresh_task_processes,
-        )
-    except PipelineRunError as error:
-        print(record_failed_run(PREDICTION, config, tracking, context, error))
-        raise
+        ),
+        PREDICTION,
+        config,
+        tracking,
+        context,
+    )
     summary = with_retrain_outcome(result.summary, run_dir / "artifacts")
     path = run_dir / "prediction_summary.json"
     path.write_text(json.dumps(summary, indent=2))

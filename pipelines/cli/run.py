@@ -21,7 +21,7 @@ from pipelines.runs import (
     code_version,
     local_run_dir,
     new_run_name,
-    record_failed_run,
+    run_tracking_failure,
     tracking_folders,
     tracking_line,
     tracking_uri,
@@ -63,7 +63,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from components.tracking.record import TRAINING, RunContext
     from pipelines.containers import describe, plan_for
-    from pipelines.local_runner import PipelineRunError, run_pipeline_locally
+    from pipelines.local_runner import run_pipeline_locally
 
     config = load_config(args)
     workdir = args.workdir.resolve()
@@ -93,18 +93,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     print(f"propensity: training {config.registry_model_name!r} on {data_uri}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
-    try:
-        result = run_pipeline_locally(
+    result = run_tracking_failure(
+        lambda: run_pipeline_locally(
             arguments,
             run_dir,
             enable_caching=args.cache,
             timeout_seconds=args.timeout or None,
             containers=containers,
             warm_tasks=not args.fresh_task_processes,
-        )
-    except PipelineRunError as error:
-        print(record_failed_run(TRAINING, config, tracking, context, error))
-        raise
+        ),
+        TRAINING,
+        config,
+        tracking,
+        context,
+    )
     summary_path = run_dir / "pipeline_summary.json"
     summary_path.write_text(json.dumps(result.summary, indent=2))
     if args.json:
