@@ -30,9 +30,12 @@ def local_run_dir(pipeline_root: str | None, workdir: Path, run_name: str) -> Pa
 
 
 def new_run_name() -> str:
+    """``run-YYYYmmdd-HHMMSS-ffffff`` (UTC): the tracked run's start is read back from it."""
     from datetime import UTC, datetime
 
-    return "run-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    from components.tracking.record import RUN_NAME_TIME
+
+    return datetime.now(UTC).strftime(RUN_NAME_TIME)
 
 
 def code_version() -> str:

@@ -97,7 +97,9 @@ class MlflowBackend:
 
         client = self.client()
         experiment = self.experiment_id(client, run.experiment)
-        created = client.create_run(experiment, run_name=run.name, tags={"pipeline": run.pipeline})
+        created = client.create_run(
+            experiment, run_name=run.name, tags={"pipeline": run.pipeline}, start_time=run.start_time_ms
+        )
         run_id = created.info.run_id
         try:
             now = int(time.time() * 1000)

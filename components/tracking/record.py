@@ -9,6 +9,7 @@ backends accept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from components.shared.config import Config
@@ -17,6 +18,8 @@ FINISHED = "FINISHED"
 FAILED = "FAILED"
 TRAINING = "training"
 PREDICTION = "prediction"
+# Run names as `propensity run` makes them (pipelines.runs.new_run_name): the run's start, in UTC.
+RUN_NAME_TIME = "run-%Y%m%d-%H%M%S-%f"
 # Metric names `propensity runs` shows and `runs compare` starts with.
 HEADLINE_METRICS = ("test.roc_auc", "test.pr_auc", "test.f1", "test.precision", "test.recall", "test.brier")
 
@@ -43,6 +46,15 @@ class TrackedRun:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    start_time_ms: int | None = None  # when the run started (None: when it is logged)
+
+
+def started_at(run_name: str) -> int | None:
+    """The start of a run named by ``RUN_NAME_TIME`` in epoch milliseconds (None for other names)."""
+    try:
+        return int(datetime.strptime(run_name, RUN_NAME_TIME).replace(tzinfo=UTC).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -168,6 +180,7 @@ def training_run(
         metrics=metrics,
         tags=tags,
         artifacts=dict(reports),
+        start_time_ms=started_at(context.run_name),
     )
 
 
@@ -224,6 +237,7 @@ def prediction_run(
         metrics=metrics,
         tags=tags,
         artifacts=dict(reports),
+        start_time_ms=started_at(context.run_name),
     )
 
 
@@ -240,6 +254,7 @@ def failed_run(
         status=FAILED,
         params=config_params(config) if pipeline == TRAINING else {"model_name": config.registry_model_name},
         tags=tags,
+        start_time_ms=started_at(context.run_name),
     )
 
 

@@ -97,7 +97,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def format_runs(runs: list[Any]) -> str:
-    header = ("logged (UTC)", "run", "pipeline", "status", "champion", "roc_auc", "f1", "gate", "registry")
+    header = ("started (UTC)", "run", "pipeline", "status", "champion", "roc_auc", "f1", "gate", "registry")
     rows = [header]
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics

@@ -49,7 +49,7 @@ def test_runs_lists_newest_first_with_champion_metrics_gate_and_version(store, c
     code, out, _ = run(["runs", "--workdir", str(workdir)], capsys)
     assert code == 0
     header, _, failed, second, first = out.splitlines()
-    assert header.split()[:4] == ["logged", "(UTC)", "run", "pipeline"]
+    assert header.split()[:4] == ["started", "(UTC)", "run", "pipeline"]
     assert "prediction" in failed and "failed at check-drift: DataValidationError: empty" in failed
     assert second.split()[2:] == [
         "run-b",

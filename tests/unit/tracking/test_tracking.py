@@ -42,6 +42,8 @@ def test_a_training_run_is_logged_and_read_back_with_mlflows_client(
     client = MlflowClient(tracking_uri=uri)
     logged = client.get_run(outcome["run_id"])
     assert logged.info.run_name == CONTEXT.run_name and logged.info.status == "FINISHED"
+    assert logged.info.start_time == 1796286266324  # 2026-12-03 08:24:26.324 UTC, from the run name
+    assert logged.info.end_time > logged.info.start_time
     experiment = client.get_experiment(logged.info.experiment_id)
     assert experiment.name == "marketing-propensity"
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's runs view
