@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint compile serve predict bench bench-quality profile-serve clean
+.PHONY: install run test lint compile serve predict bench bench-quality profile-serve clean ui ui-install
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -17,12 +17,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The MLflow UI is full mlflow (a Flask/uvicorn server, alembic, graphene, ...), in its own venv: the
+# project itself needs only mlflow-skinny's client to log and read runs. Same version as that client.
+UI_VENV := .venv-mlflow
+UI_STAMP := $(UI_VENV)/.installed
+$(UI_STAMP): $(STAMP)
+	@test -x $(UI_VENV)/bin/python || $(PYTHON) -m venv $(UI_VENV)
+	$(UI_VENV)/bin/python -m pip install --quiet "mlflow==$$($(PY) -c 'from importlib.metadata import version; print(version("mlflow-skinny"))')" 2>&1 | grep -v "^WARNING: Location" ; test $${PIPESTATUS[0]} -eq 0
+	@touch $(UI_STAMP)
+
+ui-install: $(UI_STAMP)
+
+## ui: the MLflow UI on 127.0.0.1:5000 for the runs tracked in .propensity/tracking (ARGS="--port 5001")
+ui: $(UI_STAMP)
+	$(PY) -m pipelines.cli ui $(ARGS)
+
 ## run: the training pipeline on the KFP local runner, on the default (synthetic) data
 run: $(STAMP)
 	$(PY) -m pipelines.cli run $(ARGS)
 
 ## test: unit and integration tests (the pipeline through the KFP local runner), then ruff
-test: $(STAMP)
+test: $(STAMP) $(UI_STAMP)
 	$(PY) -m ruff check components pipelines tests containers
 	$(PY) -m pytest $(ARGS)
 

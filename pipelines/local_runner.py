@@ -46,7 +46,13 @@ PIPELINES = {
 
 
 class PipelineRunError(RuntimeError):
-    """The pipeline failed; the message carries the failing task and its error."""
+    """The pipeline failed; the message carries the failing task and its error (also as attributes,
+    for the tracked run: ``task``, None when unknown, and ``cause``)."""
+
+    def __init__(self, message: str, task: str | None = None, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+        self.cause = cause or message
 
 
 @dataclass
@@ -126,9 +132,12 @@ def run_pipeline_locally(
                     _remove_containers(containers, echo)
     seconds = time.perf_counter() - start
     if watchdog.fired:
-        raise PipelineRunError(tracker.timeout_message(timeout_seconds or 0.0, log_path))
+        message = tracker.timeout_message(timeout_seconds or 0.0, log_path)
+        running = tracker.running
+        raise PipelineRunError(message, running[0] if running else None, message.split("\n")[0])
     if code != 0:
-        raise PipelineRunError(tracker.failure_message(log_path))
+        cause = tracker.errors[0] if tracker.errors else "see the log"
+        raise PipelineRunError(tracker.failure_message(log_path), tracker.failed_task, cause)
     summary_path = find_summary(run_dir / "artifacts", summary_output)
     summary = json.loads(summary_path.read_text())
     return LocalRun(run_dir, log_path, summary, seconds, tracker.finished)

@@ -67,6 +67,8 @@ def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         run_name: str = "",
         code_version: str = "unknown",
         labels_uri: str = "",
+        tracking_uri: str = "",
+        runner: str = "local",
     ):
         score = _configure(
             ops.score_batch(
@@ -128,6 +130,8 @@ def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 run_name=run_name,
                 code_version=code_version,
                 retrain_context=plan.outputs["retrain_context"],
+                tracking_uri=tracking_uri,
+                runner=runner,
             ).set_display_name("Retrain (training pipeline)")
         with dsl.Else(name="no-retrain"):
             _configure(ops.record_no_retrain(plan=plan.outputs["decision"]), "Record: no retrain", "summary")
@@ -138,6 +142,15 @@ def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 business=value.outputs["business"],
                 drift=drift.outputs["drift"],
                 plan=plan.outputs["decision"],
+                scoring_report=score.outputs["scoring_report"],
+                business_report=value.outputs["business_report"],
+                drift_report=drift.outputs["drift_report"],
+                config_json=config_json,
+                tracking_uri=tracking_uri,
+                run_name=run_name,
+                code_version=code_version,
+                runner=runner,
+                batch_uri=batch_uri,
             ),
             "Summary",
             "summary",

@@ -85,6 +85,8 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = N
         run_name: str = "",
         code_version: str = "unknown",
         retrain_context: str = "",
+        tracking_uri: str = "",
+        runner: str = "local",
     ):
         ingest = configure(
             ops.ingest(data_uri=data_uri, config_json=config_json), "Ingest and validate", "ingest"
@@ -184,6 +186,16 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = N
             "importance": explain.outputs["importance"],
             "bundle": package.outputs["bundle"],
             "decision": gate.outputs["decision"],
+            "data_report": ingest.outputs["data_report"],
+            "reliability": calibrate.outputs["reliability"],
+            "shap_report": explain.outputs["shap_report"],
+            "gate_report": gate.outputs["gate_report"],
+            "config_json": config_json,
+            "tracking_uri": tracking_uri,
+            "run_name": run_name,
+            "code_version": code_version,
+            "runner": runner,
+            "data_uri": data_uri,
         }
         with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712 - KFP condition
             deploy = configure(

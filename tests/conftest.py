@@ -6,11 +6,16 @@ and prediction tests use a bundle made exactly as users' bundles are made.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
+
+if TYPE_CHECKING:
+    from tests.vertex_api import VertexApi
 
 FAST_OVERRIDES = [
     "tune.cv_folds=3",
@@ -55,3 +60,12 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistr
     frame.to_csv(data_file, index=False)
     assert main(fast_run_args(workdir / "work", data_file, ["model_name=marketing-propensity"])) == 0
     return TrainedRegistry(workdir / "work" / "registry", MODEL_NAME, frame, workdir)
+
+
+@pytest.fixture
+def vertex_api() -> Iterator[VertexApi]:
+    """A loopback Vertex AI API (tests/vertex_api.py) with the real aiplatform SDK pointed at it."""
+    from tests.vertex_api import sdk_on_loopback
+
+    with sdk_on_loopback() as api:
+        yield api

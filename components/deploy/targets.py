@@ -9,6 +9,10 @@ Targets:
   registry's champion is always what the endpoint serves. A canary deployment moves
   ``challenger`` instead: the champion stays the version serving most of the traffic. The run's
   params and metrics go to Vertex AI Experiments when ``vertex.experiment`` is set.
+
+Both are safe to retry: a version this run already registered with the same bundle content (same
+``run_name``, same manifest digest) is reused instead of registering the bundle again, so a retried
+deploy task, or one interrupted between registering and promoting, finishes that version.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from components.model.bundle import BUNDLE_FILE
+from components.model.bundle import BUNDLE_FILE, bundle_digest
 from components.registry.uri import open_registry
 from components.shared.config import Config
 from components.shared.errors import IdenticalVersionError, RegistryError
@@ -70,7 +74,7 @@ def _deploy_local(
     registry = open_registry(registry_uri)
     model_name = config.registry_model_name
     previous = registry.champion(model_name)
-    version = registry.register(model_name, bundle_dir, metadata)
+    version = register_once(registry, model_name, Path(bundle_dir), metadata)
     registry.set_alias(model_name, "champion", version)
     return {
         "deployed": True,
@@ -82,6 +86,16 @@ def _deploy_local(
         "registry_uri": registry_uri,
         "version_uri": str(registry.resolve(model_name, version)),
     }
+
+
+def register_once(registry: Any, model_name: str, bundle_dir: Path, metadata: dict[str, Any]) -> str:
+    """The version this run registered for this exact bundle before (a retry), else a new one."""
+    digest = bundle_digest(bundle_dir)
+    for record in reversed(registry.versions(model_name)):
+        same_run = metadata.get("run_name") and record.get("run_name") == metadata["run_name"]
+        if same_run and record.get("bundle_digest") == digest:
+            return str(record["version"])
+    return registry.register(model_name, bundle_dir, metadata)
 
 
 def _deploy_vertex(
@@ -106,7 +120,7 @@ def _deploy_vertex(
     registry = open_registry(registry_uri)
     model_name = config.registry_model_name
     previous = registry.champion(model_name)
-    version = registry.register(model_name, bundle_dir, metadata)
+    version = register_once(registry, model_name, bundle_dir, metadata)
     described = json.loads((bundle_dir / BUNDLE_FILE).read_text(encoding="utf-8"))
     labels = {
         "run-id": vertex.label_value(run_name or "unnamed"),

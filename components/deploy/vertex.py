@@ -1,19 +1,23 @@
 """Deploy a registered bundle to Vertex AI: a Model Registry version, an endpoint, a traffic split.
 
 Written against the few calls of the ``google.cloud.aiplatform`` SDK listed in :class:`VertexSdk`
-(the module itself in production, a faithful fake in the tests), so the decisions here (which
-parent model, which aliases, how much traffic, what to undeploy) are tested without a cloud:
+(the module itself; the tests run the real SDK over REST against a loopback Vertex API,
+``tests/vertex_api.py``). The steps, each safe to repeat, so that a retried or re-run deploy for
+the same registry version finishes the earlier one instead of starting over:
 
-1. ``Model.list`` finds the model by display name; the bundle is uploaded as a new version of it
-   (``parent_model``) or as the first version of a new model, with the serving image, the bundle's
-   gs:// directory as ``artifact_uri``, labels carrying the run id, and version aliases:
-   ``champion`` (plus the registry version, e.g. ``v0003``) for a full rollout, ``challenger`` for
-   a canary. Aliases are unique per model, so Vertex moves them from the previous version.
-2. ``Endpoint.list`` finds the endpoint, ``Endpoint.create`` makes it when missing.
-3. ``endpoint.deploy`` gives the new version 100% of the traffic, or the canary percentage (the
-   SDK scales the versions already serving down proportionally). A canary on an endpoint that
-   serves nothing yet is a full rollout: there is nothing to compare it with.
-4. Deployed models left with 0% traffic are undeployed (they cost replicas and serve nothing).
+1. ``Endpoint.list`` finds the endpoint, ``Endpoint.create`` makes it when missing.
+2. ``Model.list`` finds the model by display name. Its versions are searched by label
+   (``registry-version`` and ``run-id``): an earlier upload of this registry version by this run
+   is reused. Otherwise the bundle is uploaded as a new version (``parent_model``) or as the first
+   version of a new model, with the serving image, the bundle's gs:// directory as
+   ``artifact_uri``, the labels, and only the registry version as alias (``v0003``), not default.
+3. Unless that version already serves traffic on the endpoint, ``endpoint.deploy`` gives it 100%
+   of the traffic, or the canary percentage (the SDK scales the versions already serving down
+   proportionally). A canary on an endpoint that serves nothing yet is a full rollout.
+4. Only then, with the version serving, its aliases move: ``champion`` and ``default`` for a full
+   rollout, ``challenger`` for a canary (aliases are unique per model, so Vertex takes them from the
+   previous holder). A deploy interrupted before this point leaves the previous champion named.
+5. Deployed models left with 0% traffic are undeployed (they cost replicas and serve nothing).
 
 No google-cloud import at module level: importing this module is cheap and needs no credentials.
 """
@@ -38,7 +42,9 @@ _RUN_RE = re.compile(r"[^a-z0-9-]+")
 class VertexSdk(Protocol):
     """The subset of ``google.cloud.aiplatform`` used here (the module satisfies it).
 
-    ``Model.list(filter, project, location)``, ``Model.upload(...)``, ``Endpoint.list(...)``,
+    ``Model.list(filter, project, location)``, ``Model.upload(...)``, ``Model(name, version)``,
+    ``models.ModelRegistry(name).list_versions(filter)`` / ``.add_version_aliases(...)``,
+    ``Endpoint.list(...)``,
     ``Endpoint.create(...)``; on an endpoint: ``traffic_split``, ``list_models()``,
     ``deploy(...)``, ``undeploy(deployed_model_id)``; experiments: ``init``, ``start_run``,
     ``log_params``, ``log_metrics``, ``end_run``.
@@ -46,6 +52,7 @@ class VertexSdk(Protocol):
 
     Model: Any
     Endpoint: Any
+    models: Any  # ``models.ModelRegistry(model).list_versions(filter)`` / ``.add_version_aliases``
 
     def init(self, **kwargs: Any) -> None: ...
 
@@ -87,6 +94,7 @@ class VertexDeployment:
     undeployed: list[str] = field(default_factory=list)
     canary_percent: int = 0
     location: str = ""
+    reused_upload: bool = False  # an earlier try had uploaded this registry version
 
     def model_uri(self) -> str:
         return f"https://{self.location}-aiplatform.googleapis.com/v1/{self.versioned_model_name}"
@@ -144,11 +152,12 @@ def deploy_model(
     artifact_uri: str,
     labels: dict[str, str],
 ) -> VertexDeployment:
-    """Upload ``artifact_uri`` as a new model version, deploy it, and retire idle versions."""
+    """Upload ``artifact_uri`` as a model version (once), deploy it, name it, retire idle versions."""
     settings.require_deployable()
     if not artifact_uri.startswith("gs://"):
         raise ValueError(f"Vertex AI reads model artifacts from GCS; {artifact_uri!r} is not a gs:// URI")
     check_labels(labels)
+    _check_aliases([registry_version])
     where = {"project": settings.project, "location": settings.location}
     endpoint_name = settings.endpoint_name or f"{model_name}-endpoint"
 
@@ -158,62 +167,107 @@ def deploy_model(
     created = endpoint is None
     if created:
         endpoint = sdk.Endpoint.create(display_name=endpoint_name, labels=labels, **where)
-    serving = {k: v for k, v in endpoint.traffic_split.items() if v > 0}
-    canary = settings.canary_percent if serving else 0  # nothing serving: nothing to canary against
-    aliases = _check_aliases([CHAMPION, registry_version] if canary == 0 else [CHALLENGER, registry_version])
 
     parent = _find_one(sdk.Model.list(filter=f'display_name="{model_name}"', **where), "model", model_name)
     parent_name = _base_name(parent.resource_name) if parent is not None else None
-    model = sdk.Model.upload(
-        display_name=model_name,
-        parent_model=parent_name,
-        is_default_version=canary == 0,
-        version_aliases=aliases,
-        version_description=f"registry {registry_version}, run {labels.get('run-id', 'unknown')}",
-        labels=labels,
-        serving_container_image_uri=settings.serving_image,
-        artifact_uri=artifact_uri,
-        serving_container_predict_route=settings.predict_route,
-        serving_container_health_route=settings.health_route,
-        serving_container_ports=[settings.port],
-        sync=True,
-        **where,
+    model = _earlier_upload(sdk, parent_name, registry_version, labels, where)
+    reused = model is not None
+    if model is None:
+        model = sdk.Model.upload(
+            display_name=model_name,
+            parent_model=parent_name,
+            is_default_version=False,  # default and champion move once the version serves
+            version_aliases=[registry_version],
+            version_description=f"registry {registry_version}, run {labels.get('run-id', 'unknown')}",
+            labels=labels,
+            serving_container_image_uri=settings.serving_image,
+            artifact_uri=artifact_uri,
+            serving_container_predict_route=settings.predict_route,
+            serving_container_health_route=settings.health_route,
+            serving_container_ports=[settings.port],
+            sync=True,
+            **where,
+        )
+
+    deployed_id = _serving_id(endpoint, model)
+    canary = 0
+    if deployed_id is None:
+        serving = {k: v for k, v in endpoint.traffic_split.items() if v > 0}
+        canary = settings.canary_percent if serving else 0  # nothing serving: nothing to canary against
+        endpoint.deploy(
+            model=model,
+            deployed_model_display_name=f"{model_name}-{registry_version}",
+            traffic_percentage=100 if canary == 0 else canary,
+            machine_type=settings.machine_type,
+            min_replica_count=settings.min_replicas,
+            max_replica_count=settings.max_replicas,
+            service_account=settings.service_account or None,
+            sync=True,
+        )
+        deployed_id = _serving_id(endpoint, model)
+        if deployed_id is None:
+            raise RuntimeError(f"{model.versioned_resource_name} is not serving on {endpoint.resource_name}")
+    else:  # an earlier try deployed it: its share says whether that was a canary
+        share = endpoint.traffic_split.get(deployed_id, 0)
+        canary = 0 if share == 100 else share
+    role = [CHAMPION, DEFAULT_ALIAS] if canary == 0 else [CHALLENGER]
+    sdk.models.ModelRegistry(_base_name(model.resource_name), **where).add_version_aliases(
+        role, version=str(model.version_id)
     )
-    endpoint.deploy(
-        model=model,
-        deployed_model_display_name=f"{model_name}-{registry_version}",
-        traffic_percentage=100 if canary == 0 else canary,
-        machine_type=settings.machine_type,
-        min_replica_count=settings.min_replicas,
-        max_replica_count=settings.max_replicas,
-        service_account=settings.service_account or None,
-        sync=True,
-    )
-    deployed_id = _deployed_id(endpoint, model)
     undeployed = _undeploy_idle(endpoint, keep=deployed_id)
     return VertexDeployment(
         model_resource_name=_base_name(model.resource_name),
         model_version_id=str(model.version_id),
-        versioned_model_name=model.versioned_resource_name,
+        versioned_model_name=f"{_base_name(model.resource_name)}@{model.version_id}",
         endpoint_resource_name=endpoint.resource_name,
         deployed_model_id=deployed_id,
         traffic_split=dict(endpoint.traffic_split),
-        aliases=aliases,
+        aliases=[role[0], registry_version],
         parent_model=parent_name,
         endpoint_created=created,
         undeployed=undeployed,
         canary_percent=canary,
         location=settings.location,
+        reused_upload=reused,
     )
 
 
-def _deployed_id(endpoint: Any, model: Any) -> str:
-    """The DeployedModel id of ``model``'s version (deploy() returns nothing to identify it)."""
+def version_filter(labels: dict[str, str]) -> str:
+    """The list filter matching a version by its ``registry-version`` and ``run-id`` labels."""
+    keys = [k for k in ("registry-version", "run-id") if k in labels]
+    return " AND ".join(f'labels.{k}="{labels[k]}"' for k in keys)
+
+
+def _earlier_upload(
+    sdk: VertexSdk,
+    parent_name: str | None,
+    registry_version: str,
+    labels: dict[str, str],
+    where: dict[str, str],
+) -> Any | None:
+    """The version an earlier try uploaded for this registry version and run, None if none."""
+    if parent_name is None:
+        return None
+    wanted = {**labels, "registry-version": registry_version}
+    found = sdk.models.ModelRegistry(parent_name, **where).list_versions(filter=version_filter(wanted))
+    if not found:
+        return None
+    newest = max(found, key=lambda info: int(info.version_id))
+    return sdk.Model(model_name=parent_name, version=str(newest.version_id), **where)
+
+
+def _serving_id(endpoint: Any, model: Any) -> str | None:
+    """The DeployedModel id of ``model``'s version when it receives traffic, else None."""
+    split = endpoint.traffic_split
     for deployed in endpoint.list_models():
         same_model = _base_name(deployed.model) == _base_name(model.resource_name)
-        if same_model and str(deployed.model_version_id) == str(model.version_id):
+        if (
+            same_model
+            and str(deployed.model_version_id) == str(model.version_id)
+            and split.get(str(deployed.id))
+        ):
             return str(deployed.id)
-    raise RuntimeError(f"{model.versioned_resource_name} is not deployed on {endpoint.resource_name}")
+    return None
 
 
 def _undeploy_idle(endpoint: Any, keep: str) -> list[str]:
@@ -263,10 +317,17 @@ def log_experiment(
         return None
     from google.api_core import exceptions
 
-    sdk.init(project=settings.project, location=settings.location, experiment=settings.experiment)
+    # No backing Tensorboard: only params and final metrics are logged (no time series), and a
+    # Tensorboard instance is a billed resource the SDK would otherwise create on first use.
+    sdk.init(
+        project=settings.project,
+        location=settings.location,
+        experiment=settings.experiment,
+        experiment_tensorboard=False,
+    )
     try:
         sdk.start_run(run_name)
-    except exceptions.AlreadyExists:
+    except exceptions.Conflict:  # REST answers 409 as Conflict; gRPC's AlreadyExists is one too
         sdk.start_run(run_name, resume=True)
     try:
         sdk.log_params(scalar_items(params))

@@ -220,6 +220,17 @@ def valid_experiment(name: str) -> bool:
 
 
 @dataclass
+class TrackingConfig:
+    """Where runs are tracked: the experiment's name (MLflow locally, Vertex AI Experiments in the cloud)."""
+
+    experiment: str = ""  # empty: the registry model name, e.g. marketing-propensity
+
+    def check(self) -> None:
+        if self.experiment and not _EXPERIMENT_RE.match(self.experiment):
+            raise ConfigError(f"tracking.experiment {self.experiment!r}: {EXPERIMENT_RULE}")
+
+
+@dataclass
 class VertexConfig:
     """Vertex AI deployment settings: the config section ``vertex`` (used when deploy_target=vertex)."""
 
@@ -276,6 +287,7 @@ class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     vertex: VertexConfig = field(default_factory=VertexConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     model_name: str = ""  # registry model name; empty: "<dataset.name>-propensity"
     # Every task's body is ended after this long (the log shows where it was); above the tuning budget.
     task_timeout_seconds: float = 3600.0
@@ -283,6 +295,11 @@ class Config:
     @property
     def registry_model_name(self) -> str:
         return self.model_name or f"{self.dataset.name}-propensity"
+
+    @property
+    def experiment_name(self) -> str:
+        """The tracking experiment every run of this model goes to."""
+        return self.tracking.experiment or self.registry_model_name
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -426,6 +443,7 @@ def validate_config(config: Config) -> None:
         raise ConfigError("dataset.target must name the target column")
     _check_retraining(config.monitoring)
     config.vertex.check()
+    config.tracking.check()
 
 
 RETRAIN_WINDOWS = ("reference+new", "recent_rows", "recent_days")

@@ -273,13 +273,26 @@ def summarize_prediction(
     business: Input[Artifact],
     drift: Input[Artifact],
     plan: Input[Artifact],
+    scoring_report: Input[Markdown],
+    business_report: Input[HTML],
+    drift_report: Input[HTML],
+    config_json: str,
+    tracking_uri: str,
+    run_name: str,
+    code_version: str,
+    runner: str,
+    batch_uri: str,
     prediction_summary: Output[Artifact],
 ):
-    """prediction_summary.json: scores, campaign value, drift decision and where the retrain reports."""
+    """prediction_summary.json (scores, campaign value, drift decision, where the retrain reports), and
+    the run tracked with its reports (MLflow or Vertex AI Experiments; never fatal)."""
     import os
 
     from components.batch.summary import build_prediction_summary
     from components.shared.artifacts import read_json, write_json
+    from components.shared.config import Config
+    from components.tracking.record import RunContext, prediction_run
+    from components.tracking.track import report_files, track
 
     value = read_json(business.path)
     value.pop("curve", None)
@@ -297,7 +310,25 @@ def summarize_prediction(
         run_root=os.path.dirname(os.path.dirname(prediction_summary.path)),
     )
     write_json(document, prediction_summary.path)
-    prediction_summary.metadata.update({"retrain_triggered": decided["retrain"], "rows": value["customers"]})
+    reports = report_files(
+        {
+            "scoring_report.md": scoring_report,
+            "business_report.html": business_report,
+            "drift_report.html": drift_report,
+            "prediction_summary.json": prediction_summary,
+        }
+    )
+    config = Config.from_json(config_json)
+    context = RunContext(run_name, code_version, runner, batch_uri)
+    document["tracking"] = track(prediction_run(document, config, context, reports), tracking_uri, config)
+    write_json(document, prediction_summary.path)
+    prediction_summary.metadata.update(
+        {
+            "retrain_triggered": decided["retrain"],
+            "rows": value["customers"],
+            "tracked": document["tracking"]["logged"],
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -452,10 +452,24 @@ def summarize(
     bundle: Input[Model],
     decision: Input[Artifact],
     deployment: Input[Artifact],
+    data_report: Input[Markdown],
+    reliability: Input[HTML],
+    shap_report: Input[HTML],
+    gate_report: Input[Markdown],
+    config_json: str,
+    tracking_uri: str,
+    run_name: str,
+    code_version: str,
+    runner: str,
+    data_uri: str,
     pipeline_summary: Output[Artifact],
 ):
-    """pipeline_summary.json: every metric, the gate decision, the registry version, URIs, stage times."""
+    """pipeline_summary.json (every metric, the gate decision, the registry version, URIs, stage
+    times), and the run tracked with its reports (MLflow or Vertex AI Experiments; never fatal)."""
     from components.shared.artifacts import read_json, write_json
+    from components.shared.config import Config
+    from components.tracking.record import RunContext, training_run
+    from components.tracking.track import report_files, track
     from components.training.summary import build_summary
 
     stages = {
@@ -483,10 +497,28 @@ def summarize(
         decision=read_json(decision.path),
         deployment=read_json(deployment.path),
         dataset=dict(dataset.metadata),
+        data_fingerprint=bundle.metadata.get("data_fingerprint", ""),
     )
     write_json(document, pipeline_summary.path)
+    reports = report_files(
+        {
+            "data_report.md": data_report,
+            "reliability.html": reliability,
+            "shap_report.html": shap_report,
+            "gate_report.md": gate_report,
+            "pipeline_summary.json": pipeline_summary,
+        }
+    )
+    context = RunContext(run_name, code_version, runner, data_uri)
+    config = Config.from_json(config_json)
+    document["tracking"] = track(training_run(document, config, context, reports), tracking_uri, config)
+    write_json(document, pipeline_summary.path)
     pipeline_summary.metadata.update(
-        {"deployed": document["deployment"]["deployed"], "version": document["deployment"]["version"]}
+        {
+            "deployed": document["deployment"]["deployed"],
+            "version": document["deployment"]["version"],
+            "tracked": document["tracking"]["logged"],
+        }
     )
 
 

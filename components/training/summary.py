@@ -15,11 +15,13 @@ def build_summary(
     decision: dict[str, Any],
     deployment: dict[str, Any],
     dataset: dict[str, Any],
+    data_fingerprint: str = "",
 ) -> dict[str, Any]:
     """One JSON document with every metric, the gate decision and reasons, and where things are."""
     top_features = list(importance.get("importance_raw", {}).items())[:10]
     return {
         "dataset": dataset,
+        "data_fingerprint": data_fingerprint,
         "champion": evaluation["champion"],
         "metrics": {
             "test": evaluation["test"],

@@ -15,7 +15,7 @@ import sys
 
 from components.shared.config import ConfigError
 from components.shared.errors import BundleError, DataValidationError, RegistryError
-from pipelines.cli import predict, retrain, run, serve, submit, tools
+from pipelines.cli import predict, retrain, run, serve, submit, tools, tracking
 from pipelines.containers import ContainerError
 
 
@@ -41,4 +41,5 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_commands(sub)  # predict, score
     retrain.add_commands(sub)
     submit.add_commands(sub)
+    tracking.add_commands(sub)  # runs (and runs compare), ui
     return parser

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from pipelines.cli.common import add_config_arguments, input_uri, labels_input, load_config, outcome_lines
 from pipelines.containers import add_runner_arguments
-from pipelines.runs import DEFAULT_WORKDIR, code_version, local_run_dir, new_run_name
+from pipelines.runs import (
+    DEFAULT_WORKDIR,
+    add_tracking_argument,
+    code_version,
+    local_run_dir,
+    new_run_name,
+    run_tracking_failure,
+    tracking_folders,
+    tracking_line,
+    tracking_uri,
+)
 
 SUMMARY_OUTPUT = "prediction_summary"
 
@@ -51,6 +62,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--pipeline-root", help="where artifacts go (default: WORKDIR/runs/RUN); local paths only"
     )
     add_runner_arguments(predict)
+    add_tracking_argument(predict)
     predict.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     predict.set_defaults(handler=cmd_predict)
 
@@ -80,6 +92,7 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.batch.champion import load_champion
     from components.batch.reading import resolve_batch_uri
+    from components.tracking.record import PREDICTION, RunContext
     from pipelines.containers import describe, plan_for
     from pipelines.local_runner import run_pipeline_locally
 
@@ -96,7 +109,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     log_dir = "" if args.no_log else str((args.log or workdir / "prediction_log").resolve())
     labels_uri = labels_input(args.labels, log_dir)
     readable = [batch_uri, *([labels_uri] if labels_uri and not labels_uri.startswith("gs://") else [])]
-    containers = plan_for(args, run_name, workdir, read_only=readable, read_write=[str(registry), log_dir])
+    tracking = tracking_uri(args.tracking_uri, workdir)
+    containers = plan_for(
+        args,
+        run_name,
+        workdir,
+        read_only=readable,
+        read_write=[str(registry), log_dir, *tracking_folders(tracking)],
+    )
+    context = RunContext(run_name, code_version(), args.runner, batch_uri)
     arguments = {
         "batch_uri": batch_uri,
         "registry_uri": str(registry),
@@ -110,18 +131,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "families": config.tune.families,
         "deploy_target": "local",
         "run_name": run_name,
-        "code_version": code_version(),
+        "code_version": context.code_version,
         "labels_uri": labels_uri,
+        "tracking_uri": tracking,
+        "runner": context.runner,
     }
     print(f"propensity: scoring {batch_uri} with {champion.model_name} {champion.version}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
-    result = run_pipeline_locally(
-        arguments,
-        run_dir,
-        pipeline="prediction",
-        summary_output=SUMMARY_OUTPUT,
-        containers=containers,
-        warm_tasks=not args.fresh_task_processes,
+    result = run_tracking_failure(
+        lambda: run_pipeline_locally(
+            arguments,
+            run_dir,
+            pipeline="prediction",
+            summary_output=SUMMARY_OUTPUT,
+            containers=containers,
+            warm_tasks=not args.fresh_task_processes,
+        ),
+        PREDICTION,
+        config,
+        tracking,
+        context,
     )
     summary = with_retrain_outcome(result.summary, run_dir / "artifacts")
     path = run_dir / "prediction_summary.json"
@@ -131,6 +160,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json
         else format_prediction_summary(summary, result.seconds, path)
     )
+    if args.json and not (summary.get("tracking") or {}).get("logged"):
+        print(tracking_line(summary.get("tracking")), file=sys.stderr)
     return 0
 
 
@@ -181,6 +212,7 @@ def format_prediction_summary(summary: dict[str, Any], seconds: float, path: Pat
     lines.append(f"         {Path(artifacts['drift']).parent / 'drift_report'} (Evidently HTML)")
     lines.append(f"predictions: {Path(artifacts['score']) / 'predictions.parquet'}")
     lines.append(f"summary: {path}")
+    lines.append(tracking_line(summary.get("tracking")))
     return "\n".join(lines)
 
 

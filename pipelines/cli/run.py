@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,14 @@ from pipelines.runs import (
     DEFAULT_ROWS,
     DEFAULT_SEED,
     DEFAULT_WORKDIR,
+    add_tracking_argument,
     code_version,
     local_run_dir,
     new_run_name,
+    run_tracking_failure,
+    tracking_folders,
+    tracking_line,
+    tracking_uri,
 )
 
 
@@ -49,11 +55,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="fail the run, naming the running tasks, after this many seconds (0: no limit)",
     )
     add_runner_arguments(run)
+    add_tracking_argument(run)
     run.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     run.set_defaults(handler=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from components.tracking.record import TRAINING, RunContext
     from pipelines.containers import describe, plan_for
     from pipelines.local_runner import run_pipeline_locally
 
@@ -63,7 +71,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = (args.registry or workdir / "registry").resolve()
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
-    containers = plan_for(args, run_name, workdir, read_only=[data_uri], read_write=[str(registry)])
+    tracking = tracking_uri(args.tracking_uri, workdir)
+    containers = plan_for(
+        args,
+        run_name,
+        workdir,
+        read_only=[data_uri],
+        read_write=[str(registry), *tracking_folders(tracking)],
+    )
+    context = RunContext(run_name, code_version(), args.runner, data_uri)
     arguments = {
         "data_uri": data_uri,
         "registry_uri": str(registry),
@@ -71,22 +87,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         "families": config.tune.families,
         "deploy_target": "local",
         "run_name": run_name,
-        "code_version": code_version(),
+        "code_version": context.code_version,
+        "tracking_uri": tracking,
+        "runner": context.runner,
     }
     print(f"propensity: training {config.registry_model_name!r} on {data_uri}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
-    result = run_pipeline_locally(
-        arguments,
-        run_dir,
-        enable_caching=args.cache,
-        timeout_seconds=args.timeout or None,
-        containers=containers,
-        warm_tasks=not args.fresh_task_processes,
+    result = run_tracking_failure(
+        lambda: run_pipeline_locally(
+            arguments,
+            run_dir,
+            enable_caching=args.cache,
+            timeout_seconds=args.timeout or None,
+            containers=containers,
+            warm_tasks=not args.fresh_task_processes,
+        ),
+        TRAINING,
+        config,
+        tracking,
+        context,
     )
     summary_path = run_dir / "pipeline_summary.json"
     summary_path.write_text(json.dumps(result.summary, indent=2))
     if args.json:
         print(json.dumps(result.summary, indent=2))
+        if not (result.summary.get("tracking") or {}).get("logged"):
+            print(tracking_line(result.summary.get("tracking")), file=sys.stderr)
     else:
         print(format_summary(result.summary, result.seconds, summary_path))
     return 0
@@ -153,4 +179,5 @@ def format_summary(summary: dict[str, Any], seconds: float, path: Path) -> str:
         reasons = deployment.get("reasons") or ["nothing deployed"]
         lines.append(f"registry: unchanged ({'; '.join(reasons)})")
     lines.append(f"summary: {path}")
+    lines.append(tracking_line(summary.get("tracking")))
     return "\n".join(lines)

@@ -74,6 +74,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     how.add_argument("--experiment", help="vertex: Vertex AI Experiments name; kfp: KFP experiment name")
     how.add_argument("--no-cache", action="store_true", help="run every task again (overrides compile-time)")
+    how.add_argument(
+        "--tracking-uri",
+        help="where the pipeline tracks the run: 'vertex' (Vertex AI Experiments; the default on vertex),"
+        " an MLflow server URI the tasks can reach (http://...), or 'none' (the default on kfp)",
+    )
     parser.set_defaults(handler=cmd_submit)
 
 
@@ -171,6 +176,9 @@ def build_plan(args: argparse.Namespace) -> Plan:
     config = load_config(args)
     if deploy_target == "vertex":
         config = _vertex_settings(config, args)
+    tracking = _tracking_uri(args.tracking_uri, target)
+    if target == "vertex" and args.experiment:  # the tracked run goes to the run's experiment too
+        config = config.with_overrides([f"tracking.experiment={args.experiment}"])
     run_name = new_run_name()
     version = code_version()
     parameters = {
@@ -181,6 +189,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
         "deploy_target": deploy_target,
         "run_name": run_name,
         "code_version": version,
+        "tracking_uri": tracking,
+        "runner": target,
     }
     template, local_template = _template(args)
     check_parameters(local_template, parameters)
@@ -216,6 +226,23 @@ def build_plan(args: argparse.Namespace) -> Plan:
         wait=args.wait,
         timeout=args.timeout,
     )
+
+
+def _tracking_uri(flag: str | None, target: str) -> str:
+    """'vertex' by default on Vertex AI; nothing by default on KFP (a cluster has no store of ours)."""
+    from components.tracking.track import MLFLOW_SCHEMES, VERTEX
+
+    if flag is None:
+        return VERTEX if target == "vertex" else ""
+    if flag == "none":
+        return ""
+    if flag == VERTEX and target != "vertex":
+        raise ConfigError("--tracking-uri vertex is only available with --target vertex")
+    if flag != VERTEX and not flag.startswith(MLFLOW_SCHEMES):
+        raise ConfigError(f"--tracking-uri {flag!r}: 'vertex', 'none' or an MLflow store URI (http://host:port)")
+    if flag.startswith("sqlite:"):
+        raise ConfigError(f"--tracking-uri {flag!r}: a SQLite file is not shared by the cluster's tasks")
+    return flag
 
 
 def _default_registry(pipeline_root: str | None) -> str:

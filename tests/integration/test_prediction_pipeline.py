@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
 from kfp import compiler
+from mlflow.tracking import MlflowClient
 
 from components.data.synthetic import generate_marketing
 from components.monitoring.prediction_log import PredictionLog
@@ -68,6 +70,12 @@ def predict_args(workspace: Path, batch: Path, *extra: str) -> list[str]:
     for item in [*FAST_OVERRIDES, f"model_name={MODEL}"]:
         args += ["--set", item]
     return [*args, *extra]
+
+
+def tracked_run(summary: dict) -> Any:
+    """The run as MLflow's own client reads it from the work directory's store."""
+    assert summary["tracking"]["logged"] is True, summary["tracking"]
+    return MlflowClient(summary["tracking"]["uri"]).get_run(summary["tracking"]["run_id"])
 
 
 def run_root(summary: dict) -> Path:
@@ -135,6 +143,17 @@ def test_unshifted_batch_is_scored_valued_and_not_retrained(
     evidently_page = (root / "check-drift" / "drift_report").read_text()
     assert "Drifted Columns" in evidently_page and "Income" in evidently_page
     assert json.loads((root / "check-drift" / "drift").read_text())["column_count"] == 25
+
+    # the run is tracked: rows scored, drift share, retrain decision, its reports
+    run = tracked_run(summary)
+    assert run.info.status == "FINISHED" and run.data.tags["pipeline"] == "prediction"
+    assert run.data.metrics["scoring.rows"] == ROWS and run.data.metrics["drift.share"] == drift["share"]
+    assert run.data.metrics["retrain.triggered"] == 0.0 and run.data.tags["retrain"] == "not needed"
+    assert run.data.tags["model_version"] == "v0001"
+    client = MlflowClient(summary["tracking"]["uri"])
+    reports = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+    names = ("drift_report.html", "business_report.html", "scoring_report.md", "prediction_summary.json")
+    assert reports == {f"reports/{name}" for name in names}
 
 
 @pytest.mark.integration
@@ -290,6 +309,15 @@ def test_shifted_labelled_batch_retrains_and_the_new_rows_decide(
     recorded = registry.load(MODEL, new_version).extra["retrain"]
     assert recorded["window"] == "reference+new" and recorded["new_rows_held_out"] == len(holdout)
     assert recorded["base_model_version"] == versions_before[-1]
+
+    # both are tracked: this prediction run (retrain triggered) and the training run it started
+    run = tracked_run(summary)
+    assert run.data.tags["retrain"] == "triggered" and run.data.metrics["drift.share"] == drift["share"]
+    retrain_run = tracked_run(training)
+    assert retrain_run.data.tags["pipeline"] == "training"
+    assert retrain_run.info.run_name == run.info.run_name  # the same run name ties them together
+    assert retrain_run.data.metrics["test.roc_auc"] == training["metrics"]["test"]["roc_auc"]
+    assert retrain_run.data.tags["registry_version"] == new_version
 
 
 @pytest.mark.integration

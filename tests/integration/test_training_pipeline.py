@@ -2,7 +2,9 @@
 
 Runs three times against one registry: a first model (deployed as v0001), the same data again
 (compared with that champion; the same model, byte for byte, so it is not registered), and shuffled
-labels (gate fails, registry byte-for-byte unchanged).
+labels (gate fails, registry byte-for-byte unchanged); then a run that fails at ingest. Every one of
+them is tracked in the work directory's MLflow store, which the last test reads back with MLflow's
+own client and the CLI.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ def test_second_run_is_compared_with_champion_and_not_registered_again(
     assert summary["deployment"]["deployed"] is False and summary["deployment"]["version"] is None
     assert "byte-identical to champion v0001's" in summary["deployment"]["reasons"][0]
     assert registry_snapshot(registry_root) == before  # no version, no alias move
+    FIRST_RUN["second"] = summary
 
 
 def test_shuffled_labels_fail_the_gate_and_leave_registry_unchanged(
@@ -152,15 +155,22 @@ def test_shuffled_labels_fail_the_gate_and_leave_registry_unchanged(
     before = registry_snapshot(registry_root)
     assert before, "the earlier tests should have filled the registry"
 
-    code, out, err = run_cli(base_args(workspace, "shuffled.csv"), capsys)
+    # ... with a tracking store that cannot be written: the run goes on, and says so once
+    blocker = workspace / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    store = f"sqlite:///{blocker}/tracking/mlflow.db"
+    code, out, err = run_cli([*base_args(workspace, "shuffled.csv"), "--tracking-uri", store], capsys)
     assert code == 0, err
     summary = summary_of(out)
+    assert summary["tracking"]["logged"] is False and "not-a-folder" in summary["tracking"]["error"]
+    assert err.count("tracking: NOT recorded") == 1 and store in err
     assert summary["gate"]["passed"] is False
     assert summary["deployment"]["deployed"] is False
     reasons = " ".join(summary["gate"]["reasons"])
     assert "ROC-AUC" in reasons
     assert summary["metrics"]["test"]["roc_auc"] < 0.7
     assert registry_snapshot(registry_root) == before
+    FIRST_RUN["shuffled"] = summary
 
 
 def test_bad_input_fails_the_run_with_the_column_named(
@@ -208,3 +218,69 @@ def test_a_run_over_its_time_limit_is_killed_and_names_the_running_task(
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert str(run_dir) not in processes  # the runner and every task it started are gone
     assert not (tmp_path / "registry").exists()  # nothing was registered
+
+
+def test_every_run_is_tracked_and_read_back_with_mlflows_client(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from components.tracking.mlflow_backend import local_store_uri
+
+    uri = local_store_uri(workspace / "work" / "tracking")
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(MODEL)  # the experiment is the registry model's name
+    runs = client.search_runs([experiment.experiment_id])
+    # the shuffled run's store could not be written: it is not here
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED", "FINISHED"]
+
+    first, second = FIRST_RUN["summary"], FIRST_RUN["second"]
+    for summary, version in ((first, "v0001"), (second, None)):  # the second: identical, not registered
+        assert summary["tracking"]["logged"] is True, summary["tracking"]
+        run = client.get_run(summary["tracking"]["run_id"])
+        metrics, tags = run.data.metrics, run.data.tags
+        assert metrics["test.roc_auc"] == summary["metrics"]["test"]["roc_auc"]
+        assert metrics["test.f1"] == summary["metrics"]["test"]["f1"]
+        for family, scores in summary["metrics"]["cv"].items():
+            assert metrics[f"family.{family}.cv_roc_auc"] == scores["cv_roc_auc"]
+        assert metrics["gate.passed"] == float(summary["gate"]["passed"])
+        assert tags.get("registry_version") == version
+        if version is None:
+            assert "byte-identical to champion v0001's" in tags["not_deployed"]
+        assert tags["champion"] == summary["champion"] and tags["runner"] == "subprocess"
+        assert tags["data_uri"].endswith("customers.csv") and tags["gate"] == "passed"
+        assert run.data.params["gate.min_f1"] == "0.5"
+        reports = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+        names = ("data_report.md", "reliability.html", "shap_report.html", "gate_report.md")
+        assert reports == {f"reports/{name}" for name in (*names, "pipeline_summary.json")}
+    run_root = Path(first["artifacts"]["explain"]).parent.parent
+    copy = client.download_artifacts(first["tracking"]["run_id"], "reports/shap_report.html", str(workspace))
+    assert Path(copy).read_bytes() == (run_root / "explain" / "shap_report").read_bytes()
+
+    [failed] = [r for r in runs if r.info.status == "FAILED"]
+    assert failed.data.tags["failed_stage"] == "ingest"
+    assert "Response" in failed.data.tags["error"] and failed.data.tags["data_uri"].endswith("no_target.csv")
+
+    store = ["--workdir", str(workspace / "work")]
+    code, listed, _ = run_cli(["runs", *store], capsys)
+    assert code == 0
+    lines = listed.splitlines()
+    assert len(lines) == 2 + 3  # header, rule, one line per run
+    assert "failed at ingest" in lines[2]  # newest first
+    assert "v0001" not in lines[3] and "v0001" in lines[4]  # the second run registered nothing
+    assert f"{first['metrics']['test']['roc_auc']:.4f}" in lines[4]
+    assert f"{first['metrics']['test']['f1']:.4f}" in lines[4] and first["champion"] in lines[4]
+
+    code, compared, _ = run_cli(["runs", "compare", *store], capsys)  # the newest two finished ones
+    assert code == 0
+    assert f"A: {first['tracking']['run_name']}" in compared
+    assert f"B: {second['tracking']['run_name']}" in compared
+    rows = {line.split()[0]: line.split()[1:] for line in compared.splitlines() if line.strip()}
+    assert rows["registry_version"] == ["v0001", "-", "*"]
+    auc = f"{first['metrics']['test']['roc_auc']:.4f}"
+    assert rows["test.roc_auc"] == [auc, auc, "+0.0000"]  # the same data and settings: the same model
+    assert "gate.not_worse_than_champion.value" in rows  # the second run had a champion to beat
+    assert "gate.min_f1" not in rows  # unchanged params are not shown
+
+    code, _, err = run_cli(["runs", "compare", "no-such-run", first["tracking"]["run_name"], *store], capsys)
+    assert code == 2 and "no-such-run" in err

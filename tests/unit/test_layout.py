@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("model",),
     ("registry",),
     ("monitoring",),
-    ("training", "batch", "serving"),
+    ("training", "batch", "serving", "tracking"),
     ("deploy",),
     ("shells",),
 )

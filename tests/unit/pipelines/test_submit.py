@@ -82,6 +82,7 @@ def test_vertex_dry_run_prints_the_job_request(tmp_path: Path, capsys: pytest.Ca
     assert values["deploy_target"] == "local"
     assert values["families"] == ["xgboost", "logreg", "mlp"]
     assert json.loads(values["config_json"])["gate"]["min_f1"] == 0.55
+    assert values["tracking_uri"] == "vertex" and values["runner"] == "vertex"  # Vertex AI Experiments
     assert values["run_name"].startswith("run-") and values["run_name"] == job["labels"]["run-name"]
     assert {"commit": "abc123", "build": "b-1", "source": "cloud-build"}.items() <= job["labels"].items()
     assert job["labels"]["pipeline"] == "propensity-training"
@@ -104,6 +105,8 @@ def test_no_cache_and_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[s
     every = tasks(out["request"]["pipelineJob"]["pipelineSpec"])
     assert every and not any(t.get("cachingOptions", {}).get("enableCache", False) for t in every.values())
     assert out["submit"]["experiment"] == "exp-1"
+    config = json.loads(out["request"]["pipelineJob"]["runtimeConfig"]["parameterValues"]["config_json"])
+    assert config["tracking"]["experiment"] == "exp-1"  # the tracked run goes to the same experiment
 
 
 @pytest.mark.parametrize(
@@ -115,6 +118,8 @@ def test_no_cache_and_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[s
         (["--labels=Commit=abc"], "label key"),
         (["--labels=novalue"], "key=value"),
         (["--experiment=Nightly Runs"], "--experiment"),
+        (["--tracking-uri=sqlite:////tmp/mlflow.db"], "not shared"),
+        (["--tracking-uri=ftp://host"], "--tracking-uri"),
     ],
 )
 def test_vertex_refuses_what_cannot_run_there(tmp_path: Path, change: list[str], message: str) -> None:
@@ -216,6 +221,7 @@ def test_kfp_dry_run_builds_the_run_body_without_a_server(
     assert body["runtime_config"]["pipeline_root"] == ROOT
     params = body["runtime_config"]["parameters"]
     assert params["registry_uri"] == "gs://bucket/registry" and params["deploy_target"] == "local"
+    assert params["tracking_uri"] == "" and params["runner"] == "kfp"  # no store unless one is given
     assert body["display_name"] == params["run_name"]
     assert body["service_account"] == "runner"
     every = tasks(body["pipeline_spec"])

@@ -1,0 +1,1 @@
+"""Every run as one tracked run: params, metrics, tags and reports, in MLflow or Vertex AI Experiments."""

@@ -1,0 +1,96 @@
+"""The Vertex AI Experiments backend with the real ``google-cloud-aiplatform`` SDK, against the
+loopback Vertex API of ``tests/vertex_api.py`` (fixture ``vertex_api``): what the SDK sends is what
+Vertex would receive, and what the metadata store holds afterwards is what the console shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.shared.config import Config
+from components.tracking.record import RunContext, failed_run, training_run
+from components.tracking.track import track
+from components.tracking.vertex_backend import vertex_name
+from tests.vertex_api import VertexApi
+
+SUMMARY = json.loads(
+    (Path(__file__).parents[2] / "fixtures" / "tracking" / "pipeline_summary.json").read_text()
+)
+CONTEXT = RunContext("run-20261203-082426-324111", "abc123", "vertex", "gs://bucket/data/customers.csv")
+CONFIG = Config().with_overrides(["tracking.experiment=propensity-training"])
+SHAP = "gs://bucket/root/propensity-training-123/explain/shap_report"
+
+
+def experiment_run(api: VertexApi, run_name: str) -> dict:
+    return api.metadata[
+        f"{api.parent}/metadataStores/default/contexts/propensity-training-{vertex_name(run_name)}"
+    ]
+
+
+def test_a_training_run_becomes_an_experiment_run_with_its_params_metrics_tags_and_reports(
+    vertex_api: VertexApi,
+) -> None:
+    run = training_run(SUMMARY, CONFIG, CONTEXT, {"shap_report.html": SHAP})
+    outcome = track(run, "vertex", CONFIG)
+
+    assert outcome["logged"] is True, outcome
+    assert outcome["backend"] == "vertex" and outcome["run_id"] == "run-20261203-082426-324111"
+    context = experiment_run(vertex_api, CONTEXT.run_name)
+    assert context["schemaTitle"] == "system.ExperimentRun"
+    assert context["parentContexts"] == [
+        f"{vertex_api.parent}/metadataStores/default/contexts/propensity-training"
+    ]
+    assert context["metadata"]["_state"] == "COMPLETE"
+    metrics, params = context["metadata"]["_metrics"], context["metadata"]["_params"]
+    assert metrics["test.roc_auc"] == SUMMARY["metrics"]["test"]["roc_auc"]
+    assert metrics["family.xgboost.cv_roc_auc"] == SUMMARY["metrics"]["cv"]["xgboost"]["cv_roc_auc"]
+    assert metrics["calibration.after.log_loss"] == SUMMARY["calibration"]["after"]["log_loss"]
+    assert metrics["gate.passed"] == 1.0
+    assert params["gate.min_roc_auc"] == "0.75" and params["tune.families"] == "xgboost,logreg,mlp"
+    assert params["tag.registry_version"] == "v0001" and params["tag.runner"] == "vertex"
+    assert params["tag.data_fingerprint"] == SUMMARY["data_fingerprint"]
+    assert params["artifact.shap_report.html"] == SHAP  # the report stays in GCS, linked
+    assert not [c for c in vertex_api.requests if "tensorboards" in c.path]  # no billed Tensorboard
+
+
+def test_a_retried_summary_step_resumes_its_run(vertex_api: VertexApi) -> None:
+    run = training_run(SUMMARY, CONFIG, CONTEXT, {})
+    assert track(run, "vertex", CONFIG)["logged"] is True
+    run.metrics["test.roc_auc"] = 0.5
+    assert track(run, "vertex", CONFIG)["logged"] is True
+    assert [c.status for c in vertex_api.calls("contexts", "POST")][-1] == 409  # the run existed
+    assert experiment_run(vertex_api, CONTEXT.run_name)["metadata"]["_metrics"]["test.roc_auc"] == 0.5
+
+
+def test_a_failed_run_ends_failed_with_its_stage_and_error(vertex_api: VertexApi) -> None:
+    run = failed_run("training", CONFIG, CONTEXT, "tune", "TaskTimeout: its body ran past 3600 s")
+    assert track(run, "vertex", CONFIG)["logged"] is True
+    context = experiment_run(vertex_api, CONTEXT.run_name)
+    assert context["metadata"]["_state"] == "FAILED"
+    params = context["metadata"]["_params"]
+    assert params["tag.failed_stage"] == "tune" and params["tag.error"].startswith("TaskTimeout")
+
+
+def test_an_unavailable_vertex_api_is_reported_and_the_run_goes_on(vertex_api: VertexApi) -> None:
+    vertex_api.fail("POST", "contexts", code=403, times=10)
+    outcome = track(training_run(SUMMARY, CONFIG, CONTEXT, {}), "vertex", CONFIG)
+    assert outcome["logged"] is False
+    assert "403" in outcome["error"] or "PermissionDenied" in outcome["error"]
+
+
+def test_a_prediction_run_and_the_retraining_it_starts_are_two_runs(vertex_api: VertexApi) -> None:
+    assert track(training_run(SUMMARY, CONFIG, CONTEXT, {}), "vertex", CONFIG)["logged"] is True
+    stopped = failed_run("prediction", CONFIG, CONTEXT, "check-drift", "DataValidationError: empty batch")
+    outcome = track(stopped, "vertex", CONFIG)
+    assert outcome["run_id"] == f"{CONTEXT.run_name}-prediction"
+    assert experiment_run(vertex_api, CONTEXT.run_name)["metadata"]["_state"] == "COMPLETE"
+    assert (
+        experiment_run(vertex_api, outcome["run_id"])["metadata"]["_params"]["tag.pipeline"] == "prediction"
+    )
+
+
+@pytest.mark.parametrize(("text", "name"), [("Run_2026.01 01", "run-2026-01-01"), ("---", "run")])
+def test_vertex_names(text: str, name: str) -> None:
+    assert vertex_name(text) == name
