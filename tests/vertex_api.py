@@ -29,7 +29,11 @@ What is served, and the rules it follows (Google's documented behaviour, checked
 * **Operations**: every operation is answered not-done at first and done on its
   ``done_after_polls``-th get (``GET .../operations/{id}`` under any parent), as Vertex does.
 * **Pipeline jobs** (``PipelineService``): create (``pipelineJobId`` or a generated id; 409 when
-  the id exists), get, which moves the job to ``pipeline_outcome`` after ``pipeline_polls`` gets.
+  the id exists; its ``system.PipelineRun`` metadata context in ``jobDetail``), get, which moves the
+  job to ``pipeline_outcome`` after ``pipeline_polls`` gets.
+* **Metadata** (what Experiments logging calls): ``metadataStores`` create (an operation) and get;
+  ``contexts`` / ``executions`` / ``artifacts`` create (409 on an existing id), get, list, patch;
+  ``contexts/{id}:addContextChildren`` and ``:addContextArtifactsAndExecutions``.
 * **Lists**: ``filter`` (``display_name="x"``, ``labels.key="v"``, ``labels.key:*``, joined by
   ``AND``; anything else is a 400, so a query this API does not understand never matches silently),
   ``pageSize`` (capped by ``page_size``) and ``pageToken``.
@@ -713,9 +717,27 @@ class VertexApi:
             "state": "PIPELINE_STATE_PENDING",
             "createTime": stamp,
             "updateTime": stamp,
+            "jobDetail": {"pipelineRunContext": self._pipeline_run_context(job_id, call.body)},
         }
         self.pipeline_jobs[job_id] = {"job": job, "polls": 0}
         return 200, job
+
+    def _pipeline_run_context(self, job_id: str, job: Json) -> Json:
+        """The ``system.PipelineRun`` context Vertex records for every run (Experiments link to it)."""
+        store = f"{self.parent}/metadataStores/default"
+        self.metadata.setdefault(store, {"name": store, "createTime": now(), "updateTime": now()})
+        name = f"{store}/contexts/{job_id}"
+        self.metadata[name] = {
+            "name": name,
+            "displayName": job_id,
+            "schemaTitle": "system.PipelineRun",
+            "schemaVersion": "0.0.1",
+            "metadata": {"labels": job.get("labels") or {}},
+            "createTime": now(),
+            "updateTime": now(),
+            "etag": "1",
+        }
+        return self.metadata[name]
 
     def _get_pipeline_job(self, call: Call, job: str) -> Answer:
         state = self.pipeline_jobs.get(job)
