@@ -99,6 +99,7 @@ def _deploy_vertex(
     settings: Any,
 ) -> dict[str, Any]:
     from components.deploy import vertex
+
     if not registry_uri.startswith("gs://"):
         raise RegistryError(
             f"deploy_target 'vertex' needs a gs:// registry_uri (Vertex AI reads the bundle from GCS), "

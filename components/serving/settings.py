@@ -32,7 +32,7 @@ class ServeSettings:
     model_name: str | None = None
     alias: str = "champion"
     storage_uri: str | None = None  # serve this bundle (gs:// or local directory) instead
-    log_dir: Path | None = None
+    log_dir: Path | str | None = None  # a directory, or a gs:// prefix (batched objects)
     token: str | None = None
     max_instances: int = 1000
     accept_unknown_fields: bool = False  # ignore fields the training file never had instead of 422

@@ -29,7 +29,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _batch_arguments(predict)
     add_config_arguments(predict)
     predict.add_argument(
-        "--log", type=Path, help="prediction log directory (default: WORKDIR/prediction_log)"
+        "--log", help="prediction log directory or gs:// prefix (default: WORKDIR/prediction_log)"
     )
     predict.add_argument("--no-log", action="store_true", help="do not append to the prediction log")
     predict.add_argument("--csv", action="store_true", help="also write predictions.csv")
@@ -55,7 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     score.add_argument(
         "--out", type=Path, required=True, help="output folder, or a file ending in .parquet or .csv"
     )
-    score.add_argument("--log", type=Path, help="also append the rows to this prediction log directory")
+    score.add_argument("--log", help="also append the rows to this prediction log directory or gs:// prefix")
     score.add_argument("--top", type=int, default=10, help="show this many customers by expected profit")
     score.set_defaults(handler=cmd_score)
 
@@ -77,6 +77,13 @@ def _batch_uri(batch: str) -> str:
     return batch if batch.startswith("gs://") else str(Path(batch).expanduser().resolve())
 
 
+def _log_location(given: str | None, workdir: Path) -> str:
+    """A gs:// prefix as given, a local directory resolved (the default: WORKDIR/prediction_log)."""
+    if given and given.startswith("gs://"):
+        return given.rstrip("/")
+    return str(Path(given or workdir / "prediction_log").expanduser().resolve())
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.batch.champion import load_champion
     from components.batch.reading import resolve_batch_uri
@@ -93,8 +100,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     champion = load_champion(str(registry), config.registry_model_name, args.model_ref)
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
-    log_dir = "" if args.no_log else str((args.log or workdir / "prediction_log").resolve())
-    containers = plan_for(args, run_name, workdir, read_only=[batch_uri], read_write=[str(registry), log_dir])
+    log_dir = "" if args.no_log else _log_location(args.log, workdir)
+    mounted = [] if log_dir.startswith("gs://") else [log_dir]
+    containers = plan_for(
+        args, run_name, workdir, read_only=[batch_uri], read_write=[str(registry), *mounted]
+    )
     arguments = {
         "batch_uri": batch_uri,
         "registry_uri": str(registry),

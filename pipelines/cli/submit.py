@@ -260,4 +260,3 @@ def _check_images(path: Path, image: str) -> None:
         raise ConfigError(
             f"--template {path} was compiled with image(s) {sorted(images)}, not --image {image}"
         )
-
