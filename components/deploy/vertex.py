@@ -151,8 +151,12 @@ def deploy_model(
     registry_version: str,
     artifact_uri: str,
     labels: dict[str, str],
+    environment: dict[str, str] | None = None,
 ) -> VertexDeployment:
-    """Upload ``artifact_uri`` as a model version (once), deploy it, name it, retire idle versions."""
+    """Upload ``artifact_uri`` as a model version (once), deploy it, name it, retire idle versions.
+
+    ``environment``: the serving container's variables (e.g. where it writes its prediction log).
+    """
     settings.require_deployable()
     if not artifact_uri.startswith("gs://"):
         raise ValueError(f"Vertex AI reads model artifacts from GCS; {artifact_uri!r} is not a gs:// URI")
@@ -185,6 +189,7 @@ def deploy_model(
             serving_container_predict_route=settings.predict_route,
             serving_container_health_route=settings.health_route,
             serving_container_ports=[settings.port],
+            serving_container_environment_variables=environment or None,
             sync=True,
             **where,
         )

@@ -17,6 +17,7 @@ from components.shared.config import ConfigError
 DEFAULT_PORT = 8080
 DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_PREDICT_ROUTE = "/predict"
+PREDICTION_LOG_ENV = "PREDICTION_LOG_DIR"  # where the endpoint logs (a directory or a gs:// prefix)
 MAX_BODY_BYTES = 1_572_864  # 1.5 MiB, Vertex AI's online prediction request limit
 
 

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.serving.settings import PREDICTION_LOG_ENV
 from components.shared.config import ConfigError
 from pipelines.cli.common import add_config_arguments, load_config
 from pipelines.runs import DEFAULT_WORKDIR
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from components.serving.settings import ServeSettings
 
 DEFAULT_REGISTRY = DEFAULT_WORKDIR / "registry"
-LOG_DIR_ENV = "PREDICTION_LOG_DIR"
+LOG_DIR_ENV = PREDICTION_LOG_ENV
 TOKEN_ENV = "PROPENSITY_TOKEN"
 
 
