@@ -20,7 +20,8 @@ What is served, and the rules it follows (Google's documented behaviour, checked
   (the SDK adds it to ``versionAliases`` for ``is_default_version=True``; a model's first version
   always gets it). Aliases must match ``[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]`` and must not look
   like a version id; labels follow GCP's label rules.
-  ``models/{id}/evaluations:import`` / ``evaluations`` list keep model evaluations.
+  ``models/{id}@{version}/evaluations:import`` and the ``evaluations`` list keep each version's
+  model evaluations (``metricsSchemaUri`` and ``metrics`` required).
 * **Endpoints** (``EndpointService``): create (an operation), get, list, ``:deployModel`` and
   ``:undeployModel`` (operations). A traffic split, when given, must sum to 100 and name only
   deployed models (``"0"`` is the model being deployed); a model with a container spec needs
@@ -151,7 +152,7 @@ class VertexApi:
     endpoints: dict[str, Json] = field(default_factory=dict)
     operations: dict[str, Json] = field(default_factory=dict)
     pipeline_jobs: dict[str, Json] = field(default_factory=dict)
-    evaluations: dict[str, list[Json]] = field(default_factory=dict)  # model id -> evaluations
+    evaluations: dict[str, list[Json]] = field(default_factory=dict)  # "ID@VERSION" -> evaluations
     metadata: dict[str, Json] = field(default_factory=dict)  # resource name -> store/context/...
     server: ThreadingHTTPServer | None = None
     _routes: list[_Route] = field(default_factory=list)
@@ -383,7 +384,7 @@ class VertexApi:
             "GET",
             "models/{model}/evaluations",
             lambda call, model: self.page(
-                call, self.evaluations.get(self._model(model)["id"], []), "modelEvaluations"
+                call, self.evaluations.get(self._version_key(model), []), "modelEvaluations"
             ),
         )
 
@@ -494,6 +495,10 @@ class VertexApi:
         self._move_aliases(found, record["versionId"], added)
         return 200, record
 
+    def _version_key(self, reference: str) -> str:
+        """``ID@VERSION`` of a reference to a model version (evaluations belong to one version)."""
+        return f"{self._model(reference)['id']}@{self.version(reference)['versionId']}"
+
     def _import_evaluation(self, call: Call, model: str) -> Answer:
         record = self.version(model)
         evaluation = dict(call.body.get("modelEvaluation") or {})
@@ -501,7 +506,7 @@ class VertexApi:
             raise ApiError(400, "model_evaluation.metrics_schema_uri and metrics are required")
         evaluation["name"] = f"{record['name']}/evaluations/{self.next_id()}"
         evaluation["createTime"] = now()
-        self.evaluations.setdefault(self._model(model)["id"], []).append(evaluation)
+        self.evaluations.setdefault(self._version_key(model), []).append(evaluation)
         return 200, evaluation
 
     # ------------------------------------------------------------------ endpoints

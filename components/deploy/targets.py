@@ -129,7 +129,10 @@ def _deploy_vertex(
     # The endpoint writes its prediction log next to the model in the GCS registry (batched
     # objects), where the prediction pipeline's drift check (drift_source=log) reads it.
     environment = {PREDICTION_LOG_ENV: prediction_log_uri(registry_uri, model_name)}
-    deployment = vertex.deploy_model(sdk, settings, model_name, version, artifact_uri, labels, environment)
+    evaluation = vertex.model_evaluation(described.get("metrics") or {}, version)
+    deployment = vertex.deploy_model(
+        sdk, settings, model_name, version, artifact_uri, labels, environment, evaluation
+    )
     alias = vertex.CHAMPION if deployment.canary_percent == 0 else vertex.CHALLENGER
     registry.set_alias(model_name, alias, version)
     experiment_run = vertex.log_experiment(

@@ -37,6 +37,10 @@ _ALIAS_RE = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
 _LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _RUN_RE = re.compile(r"[^a-z0-9-]+")
+# The schema the Vertex console renders a classification evaluation with (Model Registry, Evaluate tab).
+CLASSIFICATION_METRICS_SCHEMA = (
+    "gs://google-cloud-aiplatform/schema/modelevaluation/classification_metrics_1.0.0.yaml"
+)
 
 
 class VertexSdk(Protocol):
@@ -95,6 +99,7 @@ class VertexDeployment:
     canary_percent: int = 0
     location: str = ""
     reused_upload: bool = False  # an earlier try had uploaded this registry version
+    evaluation: str | None = None  # the ModelEvaluation resource holding the gate's test metrics
 
     def model_uri(self) -> str:
         return f"https://{self.location}-aiplatform.googleapis.com/v1/{self.versioned_model_name}"
@@ -152,10 +157,13 @@ def deploy_model(
     artifact_uri: str,
     labels: dict[str, str],
     environment: dict[str, str] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> VertexDeployment:
     """Upload ``artifact_uri`` as a model version (once), deploy it, name it, retire idle versions.
 
     ``environment``: the serving container's variables (e.g. where it writes its prediction log).
+    ``evaluation``: a ModelEvaluation (``model_evaluation``) imported into the version once, so the
+    console shows the gate's test metrics on it.
     """
     settings.require_deployable()
     if not artifact_uri.startswith("gs://"):
@@ -194,6 +202,7 @@ def deploy_model(
             **where,
         )
 
+    evaluation_name = import_evaluation_once(model, evaluation) if evaluation else None
     deployed_id = _serving_id(endpoint, model)
     canary = 0
     if deployed_id is None:
@@ -234,7 +243,41 @@ def deploy_model(
         canary_percent=canary,
         location=settings.location,
         reused_upload=reused,
+        evaluation=evaluation_name,
     )
+
+
+def model_evaluation(metrics: dict[str, Any], registry_version: str) -> dict[str, Any] | None:
+    """The test metrics of the gate as a Vertex ModelEvaluation (classification schema); None
+    without the three the schema centres on (ROC-AUC, PR-AUC, log-loss)."""
+    if not all(isinstance(metrics.get(k), int | float) for k in ("roc_auc", "pr_auc", "log_loss")):
+        return None
+    at_threshold = {
+        "confidenceThreshold": metrics.get("threshold"),
+        "precision": metrics.get("precision"),
+        "recall": metrics.get("recall"),
+        "f1Score": metrics.get("f1"),
+    }
+    return {
+        "display_name": f"test split, registry {registry_version}",
+        "metrics_schema_uri": CLASSIFICATION_METRICS_SCHEMA,
+        "metrics": {
+            "auRoc": float(metrics["roc_auc"]),
+            "auPrc": float(metrics["pr_auc"]),
+            "logLoss": float(metrics["log_loss"]),
+            "confidenceMetrics": [{k: float(v) for k, v in at_threshold.items() if v is not None}],
+        },
+    }
+
+
+def import_evaluation_once(model: Any, evaluation: dict[str, Any]) -> str:
+    """Import ``evaluation`` into the model version unless a retry already did (same display name)."""
+    parent = f"{_base_name(model.resource_name)}@{model.version_id}"
+    client = model.api_client
+    for existing in client.list_model_evaluations(parent=parent):
+        if existing.display_name == evaluation["display_name"]:
+            return str(existing.name)
+    return str(client.import_model_evaluation(parent=parent, model_evaluation=evaluation).name)
 
 
 def version_filter(labels: dict[str, str]) -> str:

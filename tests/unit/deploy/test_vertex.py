@@ -365,3 +365,39 @@ def test_deploy_bundle_vertex_needs_a_gcs_registry_and_settings(tmp_path: Any) -
         with pytest.raises(RegistryError, match="not supported"):
             deploy_bundle(tmp_path, passed, Config(), "gs://b/reg", "sagemaker", "run-1")
         assert api.requests == []
+
+
+# ------------------------------------------------------------------------------ console
+
+
+def test_the_version_carries_the_gates_test_metrics_as_a_model_evaluation(vertex_api: VertexApi) -> None:
+    metrics = {
+        "roc_auc": 0.93,
+        "pr_auc": 0.74,
+        "log_loss": 0.25,
+        "f1": 0.64,
+        "precision": 0.59,
+        "recall": 0.7,
+    }
+    evaluation = vertex.model_evaluation({**metrics, "threshold": 0.36}, "v0001")
+    uri = "gs://bucket/registry/churn/versions/v0001"
+    result = vertex.deploy_model(
+        aiplatform, settings(), "churn", "v0001", uri, labels(), evaluation=evaluation
+    )
+
+    version_key = f"{result.model_resource_name.rsplit('/', 1)[1]}@1"
+    (imported,) = vertex_api.calls("import")
+    assert imported.path.endswith(f"models/{version_key}/evaluations:import")
+    (stored,) = vertex_api.evaluations[version_key]
+    assert stored["metricsSchemaUri"] == vertex.CLASSIFICATION_METRICS_SCHEMA
+    assert stored["metrics"]["auRoc"] == 0.93 and stored["metrics"]["auPrc"] == 0.74
+    assert stored["metrics"]["confidenceMetrics"] == [
+        {"confidenceThreshold": 0.36, "precision": 0.59, "recall": 0.7, "f1Score": 0.64}
+    ]
+    assert result.evaluation == stored["name"]
+    # a retried deploy finds it and imports nothing more
+    again = vertex.deploy_model(
+        aiplatform, settings(), "churn", "v0001", uri, labels(), evaluation=evaluation
+    )
+    assert again.evaluation == stored["name"] and len(vertex_api.evaluations[version_key]) == 1
+    assert vertex.model_evaluation({"f1": 0.6}, "v0002") is None  # too little to render: not imported
