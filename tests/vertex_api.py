@@ -62,6 +62,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.loopback import answer_json, serve_on_loopback, stop_server
+
 Json = dict[str, Any]
 Answer = tuple[int, Json]
 Handler = Callable[..., Answer]
@@ -243,28 +245,11 @@ class VertexApi:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> VertexApi:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self) -> None:
-                api._serve(self)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_on_loopback(self._serve)
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        stop_server(self.server)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -285,12 +270,7 @@ class VertexApi:
         call.status = status
         with self._lock:
             self.requests.append(call)
-        data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json; charset=UTF-8")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        answer_json(handler, status, body)
 
     def _dispatch(self, call: Call) -> Answer:
         with self._lock:
