@@ -10,7 +10,9 @@ the same registry version finishes the earlier one instead of starting over:
    (``registry-version`` and ``run-id``): an earlier upload of this registry version by this run
    is reused. Otherwise the bundle is uploaded as a new version (``parent_model``) or as the first
    version of a new model, with the serving image, the bundle's gs:// directory as
-   ``artifact_uri``, the labels, and only the registry version as alias (``v0003``), not default.
+   ``artifact_uri``, the labels, the container's environment (where it logs its predictions), and
+   only the registry version as alias (``v0003``), not default. The gate's test metrics are
+   imported into the version as a model evaluation, once.
 3. Unless that version already serves traffic on the endpoint, ``endpoint.deploy`` gives it 100%
    of the traffic, or the canary percentage (the SDK scales the versions already serving down
    proportionally). A canary on an endpoint that serves nothing yet is a full rollout.
