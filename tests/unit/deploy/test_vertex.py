@@ -253,11 +253,10 @@ def test_ambiguous_display_names_are_refused(vertex_api: VertexApi) -> None:
 
 def test_the_api_refuses_what_vertex_refuses(vertex_api: VertexApi) -> None:
     first = deploy("v0001")
-    endpoint = vertex_api.parent + "/endpoints/" + next(iter(vertex_api.endpoints))
+    endpoint_path = "endpoints/" + next(iter(vertex_api.endpoints))
     model = f"{first.model_resource_name}@1"
     resources = {"machineSpec": {"machineType": "n1-standard-2"}, "minReplicaCount": 1}
     half = {"deployedModel": {"model": model, "dedicatedResources": resources}, "trafficSplit": {"0": 50}}
-    endpoint_path = endpoint.split("/locations/europe-west4/")[1]
     status, body = raw(vertex_api, "POST", f"{endpoint_path}:deployModel", half)
     assert (
         status == 400
