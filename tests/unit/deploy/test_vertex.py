@@ -400,3 +400,23 @@ def test_the_version_carries_the_gates_test_metrics_as_a_model_evaluation(vertex
     )
     assert again.evaluation == stored["name"] and len(vertex_api.evaluations[version_key]) == 1
     assert vertex.model_evaluation({"f1": 0.6}, "v0002") is None  # too little to render: not imported
+
+
+def test_an_alias_given_at_upload_moves_to_the_new_version(vertex_api: VertexApi) -> None:
+    first = aiplatform.Model.upload(
+        serving_container_image_uri=IMAGE,
+        artifact_uri="gs://b/1",
+        display_name="m",
+        version_aliases=["stable"],
+    )
+    aiplatform.Model.upload(
+        serving_container_image_uri=IMAGE,
+        artifact_uri="gs://b/2",
+        display_name="m",
+        parent_model=first.resource_name,
+        version_aliases=["stable"],
+        is_default_version=False,
+    )
+    assert vertex_api.aliases("m") == {"default": "1", "stable": "2"}
+    assert aiplatform.Model(first.resource_name, version="stable").version_id == "2"
+    assert aiplatform.Model(first.resource_name).version_id == "1"  # the default version
