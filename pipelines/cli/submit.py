@@ -260,3 +260,4 @@ def _check_images(path: Path, image: str) -> None:
         raise ConfigError(
             f"--template {path} was compiled with image(s) {sorted(images)}, not --image {image}"
         )
+
