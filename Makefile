@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint compile serve predict bench bench-quality clean
+.PHONY: install run test lint compile serve predict bench bench-quality profile-serve clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -44,6 +44,11 @@ predict: $(STAMP)
 ## bench: speed figures (per-stage pipeline times, scoring throughput ratios)
 bench: $(STAMP)
 	$(PY) -m pipelines.cli bench $(ARGS)
+
+## profile-serve: py-spy samples the endpoint under load: folded stacks in build/ and the top frames
+## (ARGS="--instances 100", "--explain", "--registry DIR")
+profile-serve: $(STAMP)
+	$(PY) -m pipelines.bench.profile $(ARGS)
 
 ## bench-quality: the champion vs default HGB / logreg / XGBoost on 5 real tables x 3 seeds (issue #8)
 bench-quality: $(STAMP)

@@ -1,20 +1,20 @@
-"""The prediction pipeline DAG: score -> (business value, drift check) -> dsl.If(drift): retrain -> summary.
+"""The prediction pipeline DAG: score -> (business value, drift check) -> plan -> dsl.If: retrain -> summary.
 
-    score_batch ──> business_value ─────────────────────────────┐
-        │                                                        ├─> summarize_prediction
-        └──────> check_drift ──────────────────────────────────┘
-                     │ drift_share > threshold
-                     ├─ yes: prepare_retraining -> training pipeline (nested; its own gate deploys)
-                     └─ no:  record_no_retrain
+    score_batch ──> business_value ─────────────────────────────────────┐
+        │                                                                ├─> summarize_prediction
+        └──────> check_drift ──> plan_retraining ──────────────────────┘
+                                     │ drift, enough new labelled rows, data unlike the champion's
+                                     ├─ yes: training pipeline (nested; its own gate deploys)
+                                     └─ no:  record_no_retrain (drift without labels: an alert)
 
-The retrain branch runs the *training* pipeline as a nested pipeline on the bundle's reference data
-plus the batch's labelled rows; its quality gate still decides whether the new model becomes
-champion. The condition compares two task outputs (the share and the configured threshold, both
-from the drift step) and has an Else branch: besides recording the "no retrain" decision, that
-shape is what the KFP local runner evaluates correctly (a lone ``dsl.If`` on a task output is never
-taken there; the If/Else pair becomes a sub-DAG whose condition resolves). The summary is a
-top-level task: a task outside a condition cannot consume outputs from inside it, so it records
-that a retrain was triggered and where the training run's own summary is.
+Drift alone does not retrain: ``plan_retraining`` also needs newly labelled rows (the batch's, and
+labels joined by id to the prediction log with ``labels_uri``) and training data that differs from
+the champion's (``components.monitoring.retraining``). The retrain runs the *training* pipeline as
+a nested pipeline on the reference plus the new rows (the configured window), with part of the new
+rows held out: its gate compares challenger and champion on them too. The condition has an Else
+branch: besides recording the "no retrain" decision, that shape is what the KFP local runner
+evaluates correctly (a lone ``dsl.If`` on a task output is never taken there). The summary is a
+top-level task fed by the plan, so it shows the decision and its alert.
 """
 
 from typing import Any
@@ -66,6 +66,7 @@ def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         deploy_target: str = "local",
         run_name: str = "",
         code_version: str = "unknown",
+        labels_uri: str = "",
     ):
         score = _configure(
             ops.score_batch(
@@ -103,31 +104,40 @@ def build_prediction_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "drift",
         )
         drift.set_caching_options(False)
-        with dsl.If(drift.outputs["drift_share"] > drift.outputs["threshold"], name="drift-detected"):
-            prepared = _configure(
-                ops.prepare_retraining(
-                    labelled=score.outputs["labelled"], model=score.outputs["model"], config_json=config_json
-                ),
-                "Prepare retraining data",
-                "retrain-data",
-            )
+        plan = _configure(
+            ops.plan_retraining(
+                labelled=score.outputs["labelled"],
+                model=score.outputs["model"],
+                drift=drift.outputs["drift"],
+                config_json=config_json,
+                labels_uri=labels_uri,
+                prediction_log_uri=prediction_log_uri,
+                code_version=code_version,
+            ),
+            "Plan retraining",
+            "retrain-data",
+        )
+        plan.set_caching_options(False)  # the log and the registry change between runs
+        with dsl.If(plan.outputs["retrain"] == True, name="retrain"):  # noqa: E712 - KFP condition
             training(
-                data_uri=prepared.outputs["data_uri"],
+                data_uri=plan.outputs["data_uri"],
                 registry_uri=registry_uri,
-                config_json=prepared.outputs["config_json"],
+                config_json=plan.outputs["config_json"],
                 families=families,
                 deploy_target=deploy_target,
                 run_name=run_name,
                 code_version=code_version,
+                retrain_context=plan.outputs["retrain_context"],
             ).set_display_name("Retrain (training pipeline)")
-        with dsl.Else(name="no-drift"):
-            _configure(ops.record_no_retrain(drift=drift.outputs["drift"]), "Record: no retrain", "summary")
+        with dsl.Else(name="no-retrain"):
+            _configure(ops.record_no_retrain(plan=plan.outputs["decision"]), "Record: no retrain", "summary")
         _configure(
             ops.summarize_prediction(
                 predictions=score.outputs["predictions"],
                 model=score.outputs["model"],
                 business=value.outputs["business"],
                 drift=drift.outputs["drift"],
+                plan=plan.outputs["decision"],
             ),
             "Summary",
             "summary",

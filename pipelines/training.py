@@ -84,6 +84,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = N
         deploy_target: str = "local",
         run_name: str = "",
         code_version: str = "unknown",
+        retrain_context: str = "",
     ):
         ingest = configure(
             ops.ingest(data_uri=data_uri, config_json=config_json), "Ingest and validate", "ingest"
@@ -155,6 +156,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = N
                 schema=ingest.outputs["schema"],
                 config_json=config_json,
                 code_version=code_version,
+                retrain_context=retrain_context,
             ),
             "Package model bundle",
             "package",
@@ -163,8 +165,10 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, pvc: PvcMount | None = N
             ops.gate(
                 test=split.outputs["test"],
                 evaluation=evaluate.outputs["evaluation"],
+                bundle=package.outputs["bundle"],
                 config_json=config_json,
                 registry_uri=registry_uri,
+                retrain_context=retrain_context,
             ),
             "Quality gate",
             "gate",

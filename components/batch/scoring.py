@@ -241,7 +241,11 @@ def labelled_rows(run: ScoringRun, max_rows: int, seed: int) -> pd.DataFrame:
     At most ``max_rows`` (a seeded sample), the same bound as the bundle's reference sample, so a
     retrain on a huge labelled batch stays a normal-sized training run.
     """
-    batch, bundle = run.batch, run.champion.bundle
+    return labelled_frame(run.batch, run.champion.bundle, max_rows, seed)
+
+
+def labelled_frame(batch: ValidatedBatch, bundle: ModelBundle, max_rows: int, seed: int) -> pd.DataFrame:
+    """:func:`labelled_rows` of any validated batch (a scored one, or labels joined to the log)."""
     target = (bundle.input_schema or {}).get("target") or "target"
     if batch.labels is None or not batch.labelled_rows:
         return pd.DataFrame(columns=[*needed_columns(bundle)])

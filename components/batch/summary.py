@@ -57,15 +57,24 @@ def build_prediction_summary(
     artifact_uris: dict[str, str],
     stage_seconds: dict[str, float | None],
     run_root: str,
+    plan: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """prediction_summary.json: scores, campaign value, drift decision and where the retrain reports."""
+    """prediction_summary.json: scores, campaign value, drift, the retraining decision, alerts.
+
+    ``plan`` is the retraining decision (``monitoring.retraining.RetrainPlan.to_dict``): drift alone
+    does not retrain, new labelled rows must be there too; when drift is detected and nothing is
+    trained, its reason is an alert.
+    """
+    plan = plan or {"retrain": bool(drift["drifted"]), "reason": drift["reason"], "alert": None}
     retrain = {
-        "triggered": bool(drift["drifted"]),
-        "reason": drift["reason"],
+        "triggered": bool(plan["retrain"]),
+        "drift_detected": bool(drift["drifted"]),
+        "reason": plan["reason"],
+        "decision": plan,
         "training_summary": (
             f"the nested training pipeline's pipeline_summary output in this run (locally: {run_root}/"
             "summarize*/pipeline_summary); its gate decides whether the new model is deployed"
-            if drift["drifted"]
+            if plan["retrain"]
             else None
         ),
     }
@@ -76,6 +85,7 @@ def build_prediction_summary(
         "drift": {k: v for k, v in drift.items() if k != "columns"},
         "drift_columns": drift.get("columns", []),
         "retrain": retrain,
+        "alerts": [plan["alert"]] if plan.get("alert") else [],
         "artifacts": artifact_uris,
         "stage_seconds": stage_seconds,
     }

@@ -26,7 +26,7 @@ from components.model.bundle import BUNDLE_FILE, bundle_digest
 from components.registry.uri import open_registry
 from components.serving.settings import PREDICTION_LOG_ENV
 from components.shared.config import Config
-from components.shared.errors import RegistryError
+from components.shared.errors import IdenticalVersionError, RegistryError
 
 DEPLOY_TARGETS = ("local", "vertex")
 
@@ -59,14 +59,23 @@ def deploy_bundle(
         "dataset": config.dataset.name,
         "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if target == "vertex":
-        return _deploy_vertex(
-            Path(bundle_dir), metadata, config, registry_uri, run_name, vertex_sdk, vertex_settings
-        )
+    try:
+        if target == "vertex":
+            return _deploy_vertex(
+                Path(bundle_dir), metadata, config, registry_uri, run_name, vertex_sdk, vertex_settings
+            )
+        return _deploy_local(Path(bundle_dir), metadata, config, registry_uri, target)
+    except IdenticalVersionError as exc:  # the gate passed, but the model is the champion already
+        return {"deployed": False, "version": None, "target": target, "reasons": [str(exc)]}
+
+
+def _deploy_local(
+    bundle_dir: Path, metadata: dict[str, Any], config: Config, registry_uri: str, target: str
+) -> dict[str, Any]:
     registry = open_registry(registry_uri)
     model_name = config.registry_model_name
     previous = registry.champion(model_name)
-    version = register_once(registry, model_name, Path(bundle_dir), metadata)
+    version = register_once(registry, model_name, bundle_dir, metadata)
     registry.set_alias(model_name, "champion", version)
     return {
         "deployed": True,

@@ -347,6 +347,28 @@ def bundle_digest(directory: str | Path) -> str:
     return sha256_file(Path(directory) / MANIFEST_FILE)
 
 
+def prediction_identity(manifest: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:
+    """What decides a bundle's predictions: the sha256 of its transformer and model files, its
+    threshold and temperature (from manifest.json and bundle.json). Two bundles with equal
+    identities serve exactly the same answers, whatever their creation time or metadata."""
+    names = [TRANSFORMER_FILE, *(description.get("model_files") or [])]
+    files = {name: (manifest.get("files") or {}).get(name, {}).get("sha256") for name in names}
+    return {
+        "files": files,
+        "threshold": description.get("threshold"),
+        "temperature": description.get("temperature"),
+    }
+
+
+def identical_model_message(identity: dict[str, Any], model_name: str, champion: str) -> str:
+    names = ", ".join(identity["files"])
+    return (
+        f"refusing to register a new version of {model_name!r}: its model files ({names}) are "
+        f"byte-identical to champion {champion}'s, with the same threshold and temperature; it would "
+        f"serve exactly what {champion} serves (the champion alias stays on {champion})"
+    )
+
+
 def _require_listed(manifest: dict[str, Any], names: list[str], directory: Path) -> None:
     """Every file we are about to load must be covered by a checksum."""
     for name in names:
@@ -462,8 +484,18 @@ def build_bundle(
     config: Config,
     code_version: str,
     reference_frame: pd.DataFrame | None = None,
+    retrain: dict[str, Any] | None = None,
 ) -> ModelBundle:
-    """Assemble the bundle from the stage outputs (calibrate, evaluate, explain JSON artifacts)."""
+    """Assemble the bundle from the stage outputs (calibrate, evaluate, explain JSON artifacts).
+
+    ``reference_frame`` is the whole validated dataset: its fingerprint is recorded (a drift
+    retrain compares it to know whether it would learn anything new) and a sample of it is kept.
+    ``retrain`` records a drift retrain's data policy and row counts. The bundle also records
+    whether the transformer's steps compile to the endpoint's numpy encoder, checked here against
+    the steps on the training rows (``extra["encoder"]``).
+    """
+    from components.model.compiled_encoder import CHECK_ROWS, check_compiled_encoder
+
     columns = [c for c in transformer.input_columns if c in train_frame.columns]
     return ModelBundle(
         transformer=transformer,
@@ -485,7 +517,10 @@ def build_bundle(
             "importance": importance,
             "reference_stats": reference_stats(train_frame, columns),
             "train_rows": len(train_frame),
+            "encoder": check_compiled_encoder(transformer, train_frame.head(CHECK_ROWS)),
             "config": config.to_dict(),
+            "dataset_fingerprint": None if reference_frame is None else data_fingerprint(reference_frame),
+            "retrain": retrain,
         },
         reference=None
         if reference_frame is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,6 +43,62 @@ def moved_types(format_version: int) -> dict[str, str]:
         moves = {old: step.get(new, new) for old, new in moves.items()}
         moves |= {old: new for old, new in step.items() if old not in moves}
     return moves
+
+
+# skops names nodes and array files by id(obj), a memory address, and zip entries carry their write
+# time: both are renumbered / fixed here, so equal objects give byte-identical files and a retrain
+# that learnt nothing new is recognised by its checksums (the registry refuses it).
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_ID_FILE = re.compile(r"^(\d+)(\.\w+)$")
+
+
+def dump_skops(obj: Any, path: Path) -> None:
+    """skops.io.dump with reproducible bytes: ids numbered in schema order, fixed entry times."""
+    import skops.io as sio  # lazy: this module is imported by code that only reads
+
+    original = zipfile.ZipFile(io.BytesIO(sio.dumps(obj)))
+    schema = json.loads(original.read(SKOPS_SCHEMA))
+    numbers: dict[int, int] = {}
+    _renumber(schema, numbers)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as rewritten:
+        entries = {}
+        for name in original.namelist():
+            match = _ID_FILE.match(name)
+            if name == SKOPS_SCHEMA:
+                continue
+            if not match or int(match.group(1)) not in numbers:
+                raise BundleError(f"skops archive entry {name!r} is not referenced by its schema")
+            entries[(numbers[int(match.group(1))], match.group(2))] = original.read(name)
+        for (number, suffix), data in sorted(entries.items()):
+            _write_entry(rewritten, f"{number}{suffix}", data)
+        _write_entry(rewritten, SKOPS_SCHEMA, json.dumps(schema, indent=2).encode("utf-8"))
+    Path(path).write_bytes(buffer.getvalue())
+
+
+def _renumber(node: Any, numbers: dict[int, int]) -> None:
+    """Replace every ``__id__`` and ``file`` id by its order of first appearance (same id, same number)."""
+    if isinstance(node, list):
+        for item in node:
+            _renumber(item, numbers)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("__id__"), int):
+        node["__id__"] = numbers.setdefault(node["__id__"], len(numbers) + 1)
+    match = _ID_FILE.match(node["file"]) if isinstance(node.get("file"), str) else None
+    if match:
+        number = numbers.setdefault(int(match.group(1)), len(numbers) + 1)
+        node["file"] = f"{number}{match.group(2)}"
+    for key, value in node.items():
+        if key not in ("__id__", "file"):
+            _renumber(value, numbers)
+
+
+def _write_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(info, data)
 
 
 def skops_bytes(path: Path, format_version: int = FORMAT_VERSION) -> bytes:

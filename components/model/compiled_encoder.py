@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-ENCODER_VERSION = 1  # bump when the compiled form changes; recorded by the endpoint's model info
+ENCODER_VERSION = 1  # bump when the compiled form changes; recorded in the bundle and the model info
+CHECK_TOLERANCE = 1e-9  # largest |compiled - fitted steps| accepted on the checked rows
+CHECK_ROWS = 500  # reference rows the check encodes both ways (a few ms at load)
 UNSEEN = "\x00propensity-unseen-category\x00"  # a value no training table holds
 
 
@@ -165,3 +167,49 @@ def use_compiled_encoder(transformer: Any) -> str | None:
         transformer.compiled = None
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+_ABSENT = object()
+
+
+def check_compiled_encoder(transformer: Any, rows: Any) -> dict[str, Any]:
+    """Compile ``transformer``'s steps and hold them against the steps themselves on ``rows``.
+
+    Returns the record a bundle keeps and the endpoint reports: ``{"compiled": True, "version",
+    "rows_checked", "max_abs_difference"}``, or ``{"compiled": False, "version", "reason"}`` when
+    the steps cannot be compiled or the compiled form differs from them. Whatever encoder the
+    transformer had before is put back: checking never changes what it encodes with.
+    """
+    previous = transformer.__dict__.get("compiled", _ABSENT)
+    transformer.compiled = None
+    try:
+        expected = transformer.transform(rows)
+        reason = use_compiled_encoder(transformer)
+        if reason is None:
+            reason, difference = _difference(transformer.transform(rows), expected)
+        if reason is not None:
+            return {"compiled": False, "version": ENCODER_VERSION, "reason": reason}
+        return {
+            "compiled": True,
+            "version": ENCODER_VERSION,
+            "rows_checked": int(expected.shape[0]),
+            "max_abs_difference": difference,
+        }
+    finally:
+        if previous is _ABSENT:
+            del transformer.compiled
+        else:
+            transformer.compiled = previous
+
+
+def _difference(compiled: np.ndarray, expected: np.ndarray) -> tuple[str | None, float]:
+    """(None, largest difference) when the two encodings agree, else (why not, inf)."""
+    if compiled.shape != expected.shape:
+        return f"compiled output has shape {compiled.shape}, the fitted steps {expected.shape}", np.inf
+    both_nan = np.isnan(compiled) & np.isnan(expected)
+    gaps = np.where(both_nan, 0.0, np.abs(compiled - expected))
+    largest = float(np.max(gaps)) if gaps.size else 0.0
+    if not largest <= CHECK_TOLERANCE:  # also catches a NaN on one side only
+        rows = int(expected.shape[0])
+        return f"compiled output differs from the fitted steps by {largest:.3g} on {rows} rows", np.inf
+    return None, largest

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from components.model.calibration import apply_temperature
-from components.model.families import BLEND, MODEL_KINDS, predict_logit, predict_proba
+from components.model.families import BLEND, MODEL_KINDS, predict_logit, predict_proba, xgb_iteration_range
+from components.model.treeshap import TreeShapTables
 from components.shared.config import ExplainConfig
 from components.shared.report import figure_to_img_tag, html_page, html_table, pyplot
 
@@ -77,12 +78,6 @@ def _xgb_dmatrix(model: Any, X: np.ndarray) -> Any:
     )
 
 
-def _xgb_iteration_range(model: Any) -> tuple[int, int]:
-    """Same trees as ``predict_proba``: only up to the best iteration when early stopping ran."""
-    best = getattr(model, "best_iteration", None)
-    return (0, int(best) + 1) if best is not None else (0, 0)
-
-
 def model_logit(model: Any, family: str, X: np.ndarray) -> np.ndarray:
     """The model's output in log-odds: the quantity whose SHAP values are additive."""
     _check_family(family)
@@ -99,7 +94,7 @@ def _check_family(family: str) -> None:
 
 def _xgb_contribs(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     contribs = _booster(model).predict(
-        _xgb_dmatrix(model, X), pred_contribs=True, iteration_range=_xgb_iteration_range(model)
+        _xgb_dmatrix(model, X), pred_contribs=True, iteration_range=xgb_iteration_range(model)
     )
     contribs = np.asarray(contribs, dtype=np.float64)
     return contribs[:, -1].copy(), contribs[:, :-1]
@@ -126,9 +121,11 @@ def _linear_coefficients(model: Any, n_features: int) -> tuple[np.ndarray, float
     return w, b
 
 
-def _linear_shap(model: Any, X: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, float]:
+def _linear_shap(
+    model: Any, X: np.ndarray, background: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     w, b = _linear_coefficients(model, X.shape[1])
-    mean = np.asarray(background, dtype=np.float64).mean(axis=0)
+    mean = np.average(np.asarray(background, dtype=np.float64), axis=0, weights=weights)
     return (X - mean) * w, float(mean @ w + b)
 
 
@@ -150,15 +147,17 @@ def _permutation_masks(order: np.ndarray) -> np.ndarray:
     return masks
 
 
-def _path_values(model: Any, x: np.ndarray, masks: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Mean logit over the background with the masked-on features taken from ``x``."""
+def _path_values(
+    model: Any, x: np.ndarray, masks: np.ndarray, background: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """Mean logit over the (weighted) background with the masked-on features taken from ``x``."""
     mixed = np.where(masks[:, None, :], x[None, None, :], background[None, :, :])
     logits = model_logit(model, "mlp", mixed.reshape(-1, x.shape[0]))
-    return logits.reshape(len(masks), len(background)).mean(axis=1)
+    return logits.reshape(len(masks), len(background)) @ weights
 
 
 def _permutation_shap(
-    model: Any, X: np.ndarray, background: np.ndarray, seed: int = 0
+    model: Any, X: np.ndarray, background: np.ndarray, seed: int = 0, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
     """Antithetic permutation SHAP with an independent (interventional) background.
 
@@ -168,10 +167,16 @@ def _permutation_shap(
     ``logit(x)``, so the values are exactly additive whatever the number of permutations.
     Written in numpy because shap's version JIT-compiles numba code on its first call in every
     process (5-12 s here), which would dominate an explain task or a serving request.
+
+    ``weights``: a weighted background (``summarize_background``), used as given; without them
+    at most ``MAX_BACKGROUND`` rows of ``background``, equally weighted.
     """
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-    background = _bounded_background(background)
+    if weights is None:
+        background = _bounded_background(background)
+        weights = np.full(len(background), 1.0 / len(background))
+    background = np.asarray(background, dtype=np.float64)
     rng = np.random.default_rng(seed)
     n = X.shape[1]
     values = np.zeros_like(X)
@@ -181,9 +186,9 @@ def _permutation_shap(
             for _ in range(PERMUTATIONS):
                 order = rng.permutation(n)
                 for path in (order, order[::-1]):
-                    f = _path_values(model, x, _permutation_masks(path), background)
+                    f = _path_values(model, x, _permutation_masks(path), background, weights)
                     values[i, path] += np.diff(f)
-        base = float(model_logit(model, "mlp", background).mean())
+        base = float(model_logit(model, "mlp", background) @ weights)
     values /= 2 * PERMUTATIONS
     return values, base
 
@@ -195,36 +200,104 @@ def shap_values(model: Any, family: str, X: np.ndarray, background: np.ndarray) 
 
 
 def contributions(
-    model: Any, family: str, X: np.ndarray, background: np.ndarray
+    model: Any,
+    family: str,
+    X: np.ndarray,
+    background: np.ndarray,
+    tree_shap: TreeShapTables | None = None,
+    background_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row base values and SHAP values, for serving (same maths as ``shap_values``).
 
     Per-row bases because xgboost reports the bias per row; for the other families it is the
-    same number repeated, so callers can treat all families alike.
+    same number repeated, so callers can treat all families alike. ``tree_shap``: the xgboost
+    model's (or blend member's) precomputed tables (``fast_tree_shap``), used instead of
+    ``pred_contribs`` when given. ``background_weights``: the background is a weighted summary
+    (``summarize_background``) instead of equally weighted rows.
     """
     _check_family(family)
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     if family == BLEND:
-        return _blend_contribs(model, X, background)
+        return _blend_contribs(model, X, background, tree_shap, background_weights)
     if family == "xgboost":
-        return _xgb_contribs(model, X)
+        return tree_shap.contributions(X) if tree_shap is not None else _xgb_contribs(model, X)
     if family == "logreg":
-        values, base = _linear_shap(model, X, background)
+        values, base = _linear_shap(model, X, background, background_weights)
     else:
-        values, base = _permutation_shap(model, X, background)
+        values, base = _permutation_shap(model, X, background, weights=background_weights)
     return np.full(len(X), base), values
 
 
-def _blend_contribs(model: Any, X: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _blend_contribs(
+    model: Any,
+    X: np.ndarray,
+    background: np.ndarray,
+    tree_shap: TreeShapTables | None,
+    background_weights: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Weighted sum of the members' contributions (and bases), in the blend's log-odds."""
     base = np.full(len(X), float(model.intercept))
     values = np.zeros_like(X)
     for family, member in model.members.items():
-        member_base, member_values = contributions(member, family, X, background)
+        member_base, member_values = contributions(
+            member, family, X, background, tree_shap, background_weights
+        )
         weight = model.weights[family]
         base += weight * member_base
         values += weight * member_values
     return base, values
+
+
+def summarize_background(
+    background: np.ndarray, clusters: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``clusters`` k-means centroids of ``background`` and each one's share of its rows.
+
+    The budgeted background of permutation SHAP at serving: its cost is linear in the background
+    rows, and a weighted summary keeps the expectation it estimates close with far fewer model
+    calls (what ``shap.kmeans`` offers KernelExplainer). Centroids are the means of their final
+    clusters, so the weighted mean is the sample's mean exactly (linear SHAP is unchanged).
+    """
+    from sklearn.cluster import KMeans
+
+    background = np.asarray(background, dtype=np.float64)
+    if len(background) <= clusters:
+        return background, np.full(len(background), 1.0 / max(len(background), 1))
+    labels = KMeans(n_clusters=clusters, n_init=1, random_state=seed).fit_predict(background)
+    used = np.unique(labels)
+    centroids = np.vstack([background[labels == c].mean(axis=0) for c in used])
+    return centroids, np.array([np.mean(labels == c) for c in used])
+
+
+def fast_tree_shap(
+    model: Any, family: str, X_check: np.ndarray
+) -> tuple[TreeShapTables | None, dict[str, Any]]:
+    """TreeSHAP tables (components.model.treeshap) for the xgboost model of a bundle, itself or a
+    blend's member, held against ``pred_contribs`` on ``X_check``; with what the endpoint reports.
+
+    ``(None, record)`` when there is no xgboost model, the tables cannot be built, or they differ
+    from xgboost's own values: callers then explain with ``pred_contribs``.
+    """
+    from components.model.treeshap import VERIFY_TOLERANCE, TreeShapNotBuilt, build_tree_shap, verify
+
+    xgb_model = model if family == "xgboost" else getattr(model, "members", {}).get("xgboost")
+    if family not in ("xgboost", BLEND) or xgb_model is None:
+        return None, {"tables": False, "reason": f"no xgboost model in a {family} bundle"}
+    X_check = np.atleast_2d(np.asarray(X_check, dtype=np.float64))
+    iterations = xgb_iteration_range(xgb_model)
+    expected = _booster(xgb_model).predict(
+        _xgb_dmatrix(xgb_model, X_check), pred_contribs=True, iteration_range=iterations
+    )
+    try:
+        tables = build_tree_shap(_booster(xgb_model), iterations, float(expected[0, -1]))
+    except TreeShapNotBuilt as exc:
+        return None, {"tables": False, "reason": str(exc)}
+    gap = verify(tables, expected, X_check)
+    if not gap <= VERIFY_TOLERANCE:
+        reason = f"tables differ from pred_contribs by {gap:.3g} on {len(X_check)} rows"
+        return None, {"tables": False, "reason": reason}
+    record = {"tables": True, "rows_checked": len(X_check), "max_abs_difference": gap}
+    return tables, {**record, "megabytes": round(tables.nbytes / 2**20, 1)}
 
 
 # --------------------------------------------------------------------------- raw-column view
@@ -246,6 +319,15 @@ def aggregate_to_raw(
         raise ValueError(
             f"values have {values.shape[1]} columns but {len(feature_names)} feature names were given"
         )
+    raw_names, mapping = raw_mapping(feature_names, source_columns)
+    return raw_names, values @ mapping
+
+
+def raw_mapping(
+    feature_names: Sequence[str], source_columns: dict[str, list[str]]
+) -> tuple[list[str], np.ndarray]:
+    """The raw column names and the (features x raw columns) matrix ``aggregate_to_raw`` applies:
+    built once per bundle by the endpoint."""
     raw_names: list[str] = []
     index: dict[str, int] = {}
     weights: list[list[tuple[int, float]]] = []
@@ -261,7 +343,7 @@ def aggregate_to_raw(
     for row, pairs in enumerate(weights):
         for col, share in pairs:
             mapping[row, col] += share
-    return raw_names, values @ mapping
+    return raw_names, mapping
 
 
 def mean_abs_importance(values: np.ndarray, names: Sequence[str]) -> dict[str, float]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
@@ -24,7 +23,7 @@ from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
-from components.model.bundle_format import FORMAT_VERSION, load_skops
+from components.model.bundle_format import FORMAT_VERSION, dump_skops, load_skops
 from components.shared.errors import BundleError
 
 FAMILIES: tuple[str, ...] = ("xgboost", "logreg", "mlp")  # the tuned families
@@ -198,6 +197,8 @@ def predict_proba(model: Any, X: np.ndarray) -> np.ndarray:
     """P(positive) as a 1-D float array; the positive class is label 1."""
     if _is_plain_binary(model):
         return expit(_plain_margin(model, X))
+    if _is_binary_xgboost(model):
+        return _xgb_output(model, X, margin=False)
     classes = list(getattr(model, "classes_", [0, 1]))
     proba = np.asarray(model.predict_proba(X), dtype=np.float64)
     return proba[:, classes.index(1)]
@@ -209,6 +210,8 @@ def predict_logit(model: Any, X: np.ndarray) -> np.ndarray:
     Temperature scaling and SHAP work in log-odds space; taking the margin directly avoids the
     precision lost by ``log(p / (1 - p))`` when p saturates near 0 or 1.
     """
+    if _is_binary_xgboost(model):
+        return _xgb_output(model, X, margin=True)
     if isinstance(model, XGBClassifier):
         return np.asarray(model.predict(X, output_margin=True), dtype=np.float64).reshape(-1)
     if isinstance(model, LogisticRegression) and _is_plain_binary(model):
@@ -241,6 +244,30 @@ def _is_plain_binary(model: Any) -> bool:
     return False
 
 
+def xgb_iteration_range(model: Any) -> tuple[int, int]:
+    """The trees ``XGBClassifier.predict`` uses: up to the best iteration when early stopping ran."""
+    best = getattr(model, "best_iteration", None)
+    return (0, int(best) + 1) if best is not None else (0, 0)
+
+
+def _is_binary_xgboost(model: Any) -> bool:
+    return type(model) is XGBClassifier and getattr(model, "n_classes_", 0) == 2
+
+
+def _xgb_output(model: XGBClassifier, X: np.ndarray, margin: bool) -> np.ndarray:
+    """Class 1's probability (or margin) from the same booster call ``XGBClassifier.predict_proba``
+    makes, with the same arguments, without the wrapper's per-call configuration context and
+    feature-name checks (a third of a one-row call): inputs here are the transformer's arrays."""
+    predicted = model.get_booster().inplace_predict(
+        X,
+        iteration_range=xgb_iteration_range(model),
+        predict_type="margin" if margin else "value",
+        missing=model.missing,
+        validate_features=False,
+    )
+    return np.asarray(predicted, dtype=np.float64).reshape(-1)
+
+
 def _plain_margin(model: Any, X: np.ndarray) -> np.ndarray:
     """The log-odds of class 1 (for the MLP: the output unit before its logistic)."""
     X = np.asarray(X, dtype=np.float64)
@@ -267,7 +294,7 @@ def save_model(model: Any, family: str, directory: Path) -> list[str]:
     if family == "xgboost":
         model.save_model(directory / XGBOOST_FILE)
         return [XGBOOST_FILE]
-    sio.dump(model, directory / SKOPS_FILE)
+    dump_skops(model, directory / SKOPS_FILE)
     return [SKOPS_FILE]
 
 

@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
-import skops.io as sio
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from components.model.bundle_format import FORMAT_VERSION, load_skops
+from components.model.bundle_format import FORMAT_VERSION, dump_skops, load_skops
 from components.model.coercion import (
     RawRows,
     coerce_datetime,
@@ -408,7 +407,7 @@ def save_transformer(transformer: FeatureTransformer, path: Path) -> None:
     """Write the transformer as a skops file (no pickle: loading it cannot run arbitrary code)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(transformer, path)
+    dump_skops(transformer, path)
 
 
 def load_transformer(path: Path, format_version: int = FORMAT_VERSION) -> FeatureTransformer:

@@ -10,7 +10,7 @@ calibrated score against the bundle scoring its own reference sample.
 
 Both inputs are sampled to a bounded number of rows first: Evidently's run time grows quickly with
 rows and columns, and a 20k-row sample already detects any shift that matters for retraining.
-This module also builds the retraining table: the reference plus the newly labelled rows.
+Whether drift retrains, and on what, is ``retraining``'s decision.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import pandas as pd
 
 from components.model.bundle import ModelBundle
 from components.model.coercion import coerce_datetime
-from components.shared.config import Config
 from components.shared.errors import DataValidationError
 from components.shared.report import markdown_table
 
@@ -192,7 +191,7 @@ class DriftResult:
     def reason(self) -> str:
         relation = ">" if self.drifted else "<="
         names = ", ".join(self.drifted_columns[:8]) or "none"
-        verdict = "retrain" if self.drifted else "no retrain"
+        verdict = "retrain if there are new labels" if self.drifted else "no retrain"
         return (
             f"{self.drifted_count} of {self.column_count} columns drifted (share {self.share:.3f} "
             f"{relation} threshold {self.threshold:g}): {verdict}; drifted: {names}; "
@@ -302,48 +301,3 @@ def drift_markdown(result: DriftResult) -> str:
             markdown_table(rows),
         ]
     )
-
-
-# ----------------------------------------------------------------------------------- retraining
-
-
-def retraining_table(
-    reference: pd.DataFrame, labelled: pd.DataFrame | None, config: Config
-) -> tuple[pd.DataFrame, Config]:
-    """The data a drift retrain learns from, and the config that reads it.
-
-    The reference sample (validated training rows: target 0/1, dates parsed, dropped columns gone)
-    plus the batch's labelled rows in the same columns; a customer in both keeps the newer row.
-    The returned config names only drop columns that still exist and the positive label ``1``
-    (the target is already 0/1), so the training pipeline's ingest accepts the table as it is.
-    """
-    spec = config.dataset
-    if spec.target not in reference.columns:
-        raise DataValidationError(f"the bundle's reference data lacks the target column {spec.target!r}")
-    combined = reference
-    if labelled is not None and len(labelled):
-        missing = [c for c in reference.columns if c not in labelled.columns]
-        if missing:
-            raise DataValidationError(f"the labelled batch rows lack column(s) {missing} of the reference")
-        new = labelled[list(reference.columns)]
-        keep = reference
-        for column in spec.id_columns[:1]:
-            keep = reference[~reference[column].isin(set(new[column].dropna()))]
-        combined = pd.concat([keep, _like(new, reference)], ignore_index=True)
-    dataset = dataclasses.replace(
-        spec,
-        positive_label="1",
-        drop_columns=[c for c in spec.drop_columns if c in combined.columns],
-    )
-    return combined.reset_index(drop=True), dataclasses.replace(config, dataset=dataset)
-
-
-def _like(new: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """``new`` with the reference's dtypes where they convert cleanly (ints stay ints, dates dates)."""
-    out = new.copy()
-    for column in reference.columns:
-        try:
-            out[column] = out[column].astype(reference[column].dtype)
-        except (TypeError, ValueError):
-            continue
-    return out

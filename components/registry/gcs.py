@@ -38,11 +38,14 @@ from typing import Any
 from google.api_core import exceptions as api_exceptions
 
 from components.model.bundle import (
+    BUNDLE_FILE,
     MANIFEST_FILE,
     ModelBundle,
     bundle_digest,
+    identical_model_message,
     json_safe,
     load_bundle,
+    prediction_identity,
     utc_now,
     verify_bundle,
 )
@@ -60,7 +63,7 @@ from components.registry.local import (
 )
 from components.shared import gcs as storage
 from components.shared.artifacts import staging_dir
-from components.shared.errors import BundleError, RegistryError
+from components.shared.errors import BundleError, IdenticalVersionError, RegistryError
 
 CLAIM_FILE = ".claim"
 HISTORY_DIR = "alias_history"
@@ -190,6 +193,7 @@ class GcsRegistry:
             staged = Path(tmp) / "bundle"
             staged.mkdir()
             LocalRegistry.copy_bundle(Path(bundle_dir), staged)
+            self._refuse_identical(model_name, LocalRegistry.staged_identity(staged))
             bundle = load_bundle(staged)
             record = LocalRegistry.version_metadata(bundle, staged, model_name, metadata or {})
             version = self._claim(model_name)
@@ -205,6 +209,22 @@ class GcsRegistry:
             )
         self._complete.add((model_name, version))
         return version
+
+    def _refuse_identical(self, model_name: str, identity: dict[str, Any]) -> None:
+        """Refuse a bundle the champion already is (read from its manifest and bundle.json)."""
+        champion = self.champion(model_name)
+        if champion is None:
+            return
+        folder = self._version_uri(model_name, champion)
+        try:
+            manifest = json.loads(storage.read_bytes(storage.join(folder, MANIFEST_FILE), self._client))
+            described = json.loads(storage.read_bytes(storage.join(folder, BUNDLE_FILE), self._client))
+        except (ValueError, api_exceptions.NotFound) as exc:
+            raise RegistryError(
+                f"champion {champion} of {model_name!r} in {self.uri} is unreadable: {exc}"
+            ) from exc
+        if prediction_identity(manifest, described) == identity:
+            raise IdenticalVersionError(identical_model_message(identity, model_name, champion))
 
     # ----------------------------------------------------------------- aliases
 

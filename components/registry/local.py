@@ -29,16 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from components.model.bundle import (
+    BUNDLE_FILE,
     MANIFEST_FILE,
     ModelBundle,
     bundle_digest,
+    identical_model_message,
     json_safe,
     load_bundle,
+    prediction_identity,
     utc_now,
     verify_bundle,
 )
 from components.shared.artifacts import fsync_dir, open_staging_file, read_json, staging_dir
-from components.shared.errors import BundleError, RegistryError
+from components.shared.errors import BundleError, IdenticalVersionError, RegistryError
 
 VERSIONS_DIR = "versions"
 METADATA_FILE = "metadata.json"
@@ -154,6 +157,23 @@ class LocalRegistry:
                 os.fsync(handle.fileno())
 
     @staticmethod
+    def staged_identity(staged: Path) -> dict[str, Any]:
+        """The prediction identity of a staged (verified) bundle copy."""
+        return prediction_identity(
+            read_json(staged / MANIFEST_FILE, BundleError, "bundle manifest"),
+            read_json(staged / BUNDLE_FILE, BundleError, "bundle description"),
+        )
+
+    def _refuse_identical(self, model_dir: Path, model_name: str, identity: dict[str, Any]) -> None:
+        """A version the champion already is would only churn the registry: refuse it."""
+        champion = self.champion(model_name)
+        if champion is None:
+            return
+        folder = model_dir / VERSIONS_DIR / champion
+        if self.staged_identity(folder) == identity:
+            raise IdenticalVersionError(identical_model_message(identity, model_name, champion))
+
+    @staticmethod
     def version_metadata(
         bundle: ModelBundle, staged: Path, model_name: str, extra: dict[str, Any]
     ) -> dict[str, Any]:
@@ -180,7 +200,9 @@ class LocalRegistry:
         """Add the bundle as the next immutable version (v0001, v0002, ...) and return its id.
 
         The copy is verified and loaded (checksums, allow-listed types) before it gets a number,
-        so every registered version is known to load.
+        so every registered version is known to load. A bundle whose model files are
+        byte-identical to the champion's (same threshold and temperature) is refused with
+        :class:`IdenticalVersionError`, and nothing is written.
         """
         model_dir = self._model_dir(model_name)
         source = Path(bundle_dir)
@@ -190,6 +212,7 @@ class LocalRegistry:
             staged = staging_dir(model_dir, TMP_PREFIX)
             try:
                 self.copy_bundle(source, staged)
+                self._refuse_identical(model_dir, model_name, self.staged_identity(staged))
                 bundle = load_bundle(staged)
                 numbers = self._version_numbers(model_dir)
                 version = version_id((numbers[-1] if numbers else 0) + 1)

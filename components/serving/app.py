@@ -8,8 +8,10 @@ work too.
 
 Raw ASGI, so that the request path has no framework layers. The app only routes: scoring is the
 ``LoadedModel``'s (``model``), merging requests the ``Batcher``'s (``batching``), the model in use
-the ``ModelHolder``'s (``sources``). Explanations (SHAP, seconds for many MLP rows) run in one
-worker thread so that health checks and plain predictions stay responsive. The access log has
+the ``ModelHolder``'s (``sources``). Explanations expected to take over ``INLINE_EXPLAIN_MS``
+(SHAP: seconds for many MLP rows) run in one worker thread so that health checks and plain
+predictions stay responsive; cheaper ones (a few XGBoost or linear rows) run on the event loop,
+where the hand-off to a thread and back would cost more than the explanation. The access log has
 method, path, status, time, request id and instance count only: inputs are personal data and stay
 in the prediction log (``records``).
 """
@@ -265,7 +267,9 @@ class ServingApp:
         state["instances"] = len(parsed.instances)
         model.check_explain(parsed)
         params = parsed.parameters
-        if params.explain:
+        if params.explain and model.explains_inline(len(parsed.instances)):
+            scored, explanations = _score_and_explain(model, parsed)
+        elif params.explain:
             loop = asyncio.get_running_loop()
             scored, explanations = await loop.run_in_executor(
                 self.executor, _score_and_explain, model, parsed

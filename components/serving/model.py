@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,9 @@ import orjson
 
 from components.model.bundle import ModelBundle, bundle_digest, load_bundle, load_reference
 from components.model.calibration import apply_temperature
-from components.model.explain import aggregate_to_raw, contributions
+from components.model.explain import contributions, fast_tree_shap, raw_mapping, summarize_background
 from components.model.families import predict_proba
+from components.model.treeshap import TreeShapTables
 from components.monitoring.prediction_log import utc_timestamp
 from components.serving.errors import request_error
 from components.serving.openapi import build_openapi
@@ -34,9 +36,19 @@ from components.shared.errors import BundleError
 
 logger = logging.getLogger("propensity.serving")
 
-# reference rows (linear SHAP needs only a mean; a blend's MLP member takes 50 of its 1000)
-EXPLAIN_BACKGROUND = {"logreg": 1000, "mlp": 50, "blend": 1000}
+# reference rows behind explanations (linear SHAP needs only their mean)
+EXPLAIN_BACKGROUND = {"logreg": 1000, "mlp": 1000, "blend": 1000}
+# Permutation SHAP (an MLP, alone or in a blend) at the endpoint: about this many model rows per
+# explained row. One antithetic permutation pair walks 2 * (features + 1) masks, each averaged
+# over the background, so the background is summarised into EXPLAIN_EVALUATIONS // (2 * (f + 1))
+# weighted k-means centroids (12 for 38 features), within these bounds.
+EXPLAIN_EVALUATIONS = 1000
+BACKGROUND_CENTROIDS = (4, 50)
 EXAMPLE_CANDIDATE_ROWS = 20
+TREE_SHAP_CHECK_ROWS = 50  # reference rows the TreeSHAP tables are held against pred_contribs on
+# An explanation expected to take at most this long is computed on the event loop: handing it to
+# the explain thread and back costs more than that (about 2 ms at the server for one XGBoost row).
+INLINE_EXPLAIN_MS = 2.0
 
 
 @dataclass
@@ -66,6 +78,12 @@ class LoadedModel:
     token_required: bool = False
     loaded_at: str = field(default_factory=utc_timestamp)
     encoder: dict[str, Any] = field(default_factory=dict)  # compiled or not, and why (model info)
+    tree_shap: TreeShapTables | None = None  # the xgboost model's precomputed TreeSHAP, if built
+    tree_shap_record: dict[str, Any] = field(default_factory=dict)  # built or not, and why
+    raw_names: list[str] = field(default_factory=list)  # raw input columns explanations sum to
+    raw_map: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # features x raw_names
+    explain_ms_per_row: float = math.inf  # measured at load: decides where explanations run
+    background_weights: np.ndarray | None = None  # a summarised background's weights (MLP, blend)
 
     @property
     def threshold(self) -> float:
@@ -87,8 +105,10 @@ class LoadedModel:
         probability; the temperature divides both sides for the calibrated one).
         """
         bundle = self.bundle
-        base, values = contributions(bundle.model, bundle.family, features, self.background)
-        names, raw = aggregate_to_raw(values, bundle.feature_names, bundle.source_columns)
+        base, values = contributions(
+            bundle.model, bundle.family, features, self.background, self.tree_shap, self.background_weights
+        )
+        names, raw = self.raw_names, values @ self.raw_map
         order = np.argsort(-np.abs(raw), axis=1, kind="stable")[:, :top_k]
         return [
             {
@@ -125,6 +145,26 @@ class LoadedModel:
         for item, explanation in zip(items, explanations or [], strict=False):
             item["explanation"] = explanation
         return items
+
+    def explains_inline(self, rows: int) -> bool:
+        """Whether explaining ``rows`` is cheap enough to do on the event loop (see INLINE_EXPLAIN_MS)."""
+        return rows * self.explain_ms_per_row <= INLINE_EXPLAIN_MS
+
+    def measure_explain(self, calls: int = 3) -> float:
+        """Milliseconds to explain the example row (best of ``calls``): the cost per row, or
+        infinity when the example cannot be explained (explanations then leave the event loop)."""
+        try:
+            parsed = self.schema.parse(orjson.dumps({"instances": [self.example]}))
+            features = self.score(parsed.columns).features
+            best = math.inf
+            for _ in range(calls):
+                started = time.perf_counter()
+                self.explain(features, 5)
+                best = min(best, (time.perf_counter() - started) * 1000)
+            return best
+        except Exception:
+            logger.warning("could not time an explanation of the example row", exc_info=True)
+            return math.inf
 
     def check_explain(self, parsed: ParsedRequest) -> None:
         n = len(parsed.instances)
@@ -182,6 +222,14 @@ class LoadedModel:
                     bundle.family, "permutation SHAP"
                 ),
                 "background_rows": len(self.background),
+                "background": "reference rows"
+                if self.background_weights is None
+                else "weighted k-means centroids of the reference rows",
+                "tree_shap_tables": self.tree_shap_record,
+                "ms_per_row_at_load": round(self.explain_ms_per_row, 3),
+                "on_the_event_loop_up_to_rows": int(INLINE_EXPLAIN_MS // self.explain_ms_per_row)
+                if self.explain_ms_per_row > 0
+                else self.max_explain_instances,
             },
             "library_versions": bundle.library_versions,
             "library_version_mismatches": bundle.version_mismatches(),
@@ -221,16 +269,41 @@ def raw_threshold(threshold: float, temperature: float) -> float:
     return 1.0 / (1.0 + math.exp(-temperature * _logit(threshold)))
 
 
-def _compile_encoder(bundle: ModelBundle, directory: Path) -> dict[str, Any]:
-    """Serve with the transformer's fitted steps compiled to numpy (components.model.compiled_encoder),
-    or, when they cannot be compiled, with the steps themselves and a log line saying why."""
-    from components.model.compiled_encoder import ENCODER_VERSION, use_compiled_encoder
+def _compile_encoder(bundle: ModelBundle, directory: Path, reference: Any) -> dict[str, Any]:
+    """Serve with the transformer's fitted steps compiled to numpy (components.model.compiled_encoder)
+    when the bundle's record allows it and they match the steps on its reference rows; otherwise
+    with the steps themselves and a log line saying why. Returns what ``/model_info`` reports."""
+    from components.model.compiled_encoder import (
+        CHECK_ROWS,
+        ENCODER_VERSION,
+        check_compiled_encoder,
+        use_compiled_encoder,
+    )
 
-    reason = use_compiled_encoder(bundle.transformer)
-    if reason is None:
-        return {"compiled": True, "version": ENCODER_VERSION}
-    logger.warning("bundle %s: feature steps not compiled (%s); serving with scikit-learn", directory, reason)
-    return {"compiled": False, "reason": reason}
+    recorded = bundle.extra.get("encoder")
+    transformer = bundle.transformer
+    same_version = isinstance(recorded, dict) and recorded.get("version") == ENCODER_VERSION
+    if same_version and not recorded.get("compiled"):
+        reason = f"at packaging: {recorded.get('reason')}"
+        record = {"compiled": False, "version": ENCODER_VERSION, "reason": reason}
+    elif reference is None or not len(reference):
+        reason = use_compiled_encoder(transformer)  # nothing to check on: the unit tests' equality holds
+        record = {"compiled": reason is None, "version": ENCODER_VERSION, "rows_checked": 0}
+        if reason is not None:
+            record["reason"] = reason
+    else:
+        record = check_compiled_encoder(transformer, reference.head(CHECK_ROWS))
+        if record["compiled"]:
+            use_compiled_encoder(transformer)
+    record["recorded"] = recorded  # None for a bundle packaged before the record existed
+    if not record["compiled"]:
+        transformer.compiled = None
+        logger.warning(
+            "bundle %s: feature steps not compiled (%s); serving with scikit-learn",
+            directory,
+            record["reason"],
+        )
+    return record
 
 
 def _reference(directory: Path) -> Any:
@@ -271,8 +344,8 @@ def load_model(
     """
     directory = Path(directory)
     bundle = load_bundle(directory)  # checksums first, allow-listed types only
-    encoder = _compile_encoder(bundle, directory)
     reference = _reference(directory)
+    encoder = _compile_encoder(bundle, directory, reference)
     meta = _registry_metadata(directory)
     digest = bundle_digest(directory)
     schema = RequestSchema.from_bundle(bundle, settings.max_instances, settings.accept_unknown_fields)
@@ -281,7 +354,10 @@ def load_model(
     if len(background) == 0 and bundle.family != "xgboost":
         logger.warning("bundle %s has no reference data: explanations use a zero background", directory)
         background = np.zeros((1, len(bundle.feature_names)))
-    return LoadedModel(
+    background, background_weights = budgeted_background(bundle.family, bundle.model, background)
+    tree_shap, tree_shap_record = _tree_shap(bundle, reference, directory)
+    raw_names, raw_map = raw_mapping(bundle.feature_names, bundle.source_columns)
+    loaded = LoadedModel(
         bundle=bundle,
         version=version or str(meta.get("version") or f"sha256-{digest[:12]}"),
         model_name=model_name
@@ -296,7 +372,43 @@ def load_model(
         routes=(settings.health_route, settings.predict_route),
         max_explain_instances=settings.max_explain_instances,
         token_required=bool(settings.token),
+        tree_shap=tree_shap,
+        tree_shap_record=tree_shap_record,
+        background_weights=background_weights,
+        raw_names=raw_names,
+        raw_map=raw_map,
     )
+    loaded.explain_ms_per_row = loaded.measure_explain()
+    return loaded
+
+
+def budgeted_background(
+    family: str, model: Any, background: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """For permutation SHAP (an MLP alone or in a blend), the background summarised into weighted
+    centroids so that one explained row costs about EXPLAIN_EVALUATIONS model rows."""
+    uses_mlp = family == "mlp" or "mlp" in getattr(model, "members", {})
+    if not uses_mlp or len(background) == 0:
+        return background, None
+    low, high = BACKGROUND_CENTROIDS
+    clusters = min(max(EXPLAIN_EVALUATIONS // (2 * (background.shape[1] + 1)), low), high)
+    return summarize_background(background, clusters)
+
+
+def _tree_shap(bundle: ModelBundle, reference: Any, directory: Path) -> tuple[TreeShapTables | None, dict]:
+    """The precomputed TreeSHAP of the bundle's xgboost model (None for other families, or with
+    a log line when it cannot be built or does not equal xgboost's own values)."""
+    uses_xgboost = bundle.family == "xgboost" or "xgboost" in getattr(bundle.model, "members", {})
+    if not uses_xgboost:
+        return None, {"tables": False, "reason": f"no xgboost model in a {bundle.family} bundle"}
+    if reference is not None and len(reference):
+        X_check = bundle.transformer.transform(reference.head(TREE_SHAP_CHECK_ROWS))
+    else:
+        X_check = np.zeros((1, len(bundle.feature_names)))
+    tables, record = fast_tree_shap(bundle.model, bundle.family, X_check)
+    if tables is None:
+        logger.warning("bundle %s: TreeSHAP tables not used (%s); explaining with xgboost", directory, record)
+    return tables, record
 
 
 def limit_threads() -> None:

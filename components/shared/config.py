@@ -181,6 +181,9 @@ class GateConfig:
     min_f1: float = 0.60
     max_auc_drop_vs_champion: float = 0.0  # challenger AUC >= champion AUC - this
     compare_with_champion: bool = True
+    # After a drift retrain: on the newly labelled rows held out from training, the challenger's
+    # ROC-AUC must exceed the champion's by more than this (0: strictly better).
+    min_auc_gain_on_new_rows: float = 0.0
 
 
 @dataclass
@@ -192,6 +195,18 @@ class MonitoringConfig:
     drift_sample_rows: int = 20000  # larger batches are sampled so the drift step stays bounded
     contact_cost: float = 3.0  # Z_CostContact in the marketing data
     revenue_per_conversion: float = 11.0  # Z_Revenue in the marketing data
+    # A drift retrain needs at least this many newly labelled rows (not already in the champion's
+    # data); with fewer, nothing is trained and the run records an alert instead.
+    min_new_labels: int = 100
+    # What a retrain learns from: "reference+new" (the champion's reference data plus the new
+    # rows), "recent_rows" (the newest retrain_recent_rows of them) or "recent_days" (rows of the
+    # last retrain_recent_days; the reference counts as dated at the champion's training).
+    retrain_window: str = "reference+new"
+    retrain_recent_rows: int = 20000
+    retrain_recent_days: float = 90.0
+    # Share of the new labelled rows held out of a retrain: the gate compares challenger and
+    # champion on them (where the drift is).
+    new_rows_holdout: float = 0.3
 
 
 _EXPERIMENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
@@ -409,7 +424,28 @@ def validate_config(config: Config) -> None:
             raise ConfigError(f"gate.{name} must be in [0, 1], got {value}")
     if not config.dataset.target:
         raise ConfigError("dataset.target must name the target column")
+    _check_retraining(config.monitoring)
     config.vertex.check()
+
+
+RETRAIN_WINDOWS = ("reference+new", "recent_rows", "recent_days")
+
+
+def _check_retraining(monitoring: MonitoringConfig) -> None:
+    if monitoring.retrain_window not in RETRAIN_WINDOWS:
+        raise ConfigError(
+            f"monitoring.retrain_window must be one of {', '.join(RETRAIN_WINDOWS)},"
+            f" got {monitoring.retrain_window!r}"
+        )
+    if monitoring.min_new_labels < 0:
+        raise ConfigError(f"monitoring.min_new_labels must be >= 0, got {monitoring.min_new_labels}")
+    if monitoring.retrain_recent_rows < 1 or not monitoring.retrain_recent_days > 0:
+        raise ConfigError(
+            "monitoring.retrain_recent_rows must be >= 1 and monitoring.retrain_recent_days > 0, got "
+            f"{monitoring.retrain_recent_rows} and {monitoring.retrain_recent_days}"
+        )
+    if not 0 < monitoring.new_rows_holdout < 1:
+        raise ConfigError(f"monitoring.new_rows_holdout must be in (0, 1), got {monitoring.new_rows_holdout}")
 
 
 def telco_config() -> Config:

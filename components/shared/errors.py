@@ -11,3 +11,7 @@ class BundleError(ValueError):
 
 class RegistryError(ValueError):
     """A registry operation cannot be done (unknown model, version or alias)."""
+
+
+class IdenticalVersionError(RegistryError):
+    """The bundle would compute exactly what the champion computes: registering it changes nothing."""

@@ -170,43 +170,95 @@ def check_drift(
     return outputs(result.share, result.threshold, result.drifted)
 
 
-def prepare_retraining(
+def plan_retraining(
     labelled: Input[Dataset],
     model: Input[Artifact],
+    drift: Input[Artifact],
     config_json: str,
+    labels_uri: str,
+    prediction_log_uri: str,
+    code_version: str,
     retrain_data: Output[Dataset],
-) -> NamedTuple("RetrainInputs", [("data_uri", str), ("config_json", str)]):
-    """Write the reference plus the newly labelled rows; hand their URI and config to the training."""
-    import os
+    decision: Output[Artifact],
+    retrain_report: Output[Markdown],
+) -> NamedTuple(
+    "RetrainPlanOutputs",
+    [("retrain", bool), ("data_uri", str), ("config_json", str), ("retrain_context", str)],
+):
+    """Retrain only on something new: drift, enough newly labelled rows (the batch's, and labels
+    joined to the prediction log), training data unlike the champion's; write what it trains on."""
+    import json
     from collections import namedtuple
+    from datetime import UTC, datetime
 
-    from components.model.bundle import load_reference
-    from components.monitoring.drift import retraining_table
-    from components.shared.artifacts import read_frame, read_json, timed, write_frame
+    from components.batch.labels import join_labels
+    from components.model.bundle import load_bundle, load_reference
+    from components.monitoring.retraining import (
+        OBSERVED_AT,
+        combine_labelled,
+        plan_markdown,
+        plan_retraining,
+        write_retrain_files,
+    )
+    from components.shared.artifacts import read_frame, read_json, timed, write_json, write_text
     from components.shared.config import Config
+    from components.shared.errors import DataValidationError
 
     config = Config.from_json(config_json)
-    with timed(retrain_data, config.task_timeout_seconds):
+    with timed(decision, config.task_timeout_seconds):
         pinned = read_json(model.path)
-        new_rows = read_frame(labelled.path)
-        table, retrain_config = retraining_table(load_reference(pinned["path"]), new_rows, config)
-        os.makedirs(retrain_data.path, exist_ok=True)
-        path = os.path.join(retrain_data.path, "retrain.parquet")
-        write_frame(table, path)
-    # a gs:// artifact is read by URI (the next task runs elsewhere); a local one by its path
-    uri = retrain_data.uri.rstrip("/") + "/retrain.parquet" if retrain_data.uri.startswith("gs://") else path
+        bundle = load_bundle(pinned["path"])
+        offered = [read_frame(labelled.path).assign(**{OBSERVED_AT: datetime.now(UTC)})]
+        joined = None
+        if labels_uri:
+            if not prediction_log_uri:
+                raise DataValidationError(
+                    f"labels {labels_uri} join to the prediction log: set prediction_log_uri"
+                )
+            monitoring = config.monitoring
+            joined = join_labels(
+                labels_uri,
+                prediction_log_uri,
+                bundle,
+                monitoring.reference_rows,
+                config.split.seed,
+            )
+            offered.append(joined.labelled)
+        plan, data = plan_retraining(
+            read_json(drift.path),
+            load_reference(pinned["path"]),
+            combine_labelled(offered, config.dataset.id_columns),
+            config,
+            bundle,
+            pinned["version"],
+            code_version,
+        )
+        plan.labels = joined.report() if joined else {}
+        context, data_uri, retrain_config = "", "", config_json
+        if data is not None:
+            table, holdout = write_retrain_files(data, retrain_data.path)
+            # a gs:// artifact is read by URI (the next task runs elsewhere); a local one by its path
+            remote = retrain_data.uri.rstrip("/") if retrain_data.uri.startswith("gs://") else None
+            data_uri = f"{remote}/{table.name}" if remote else str(table)
+            context = json.dumps(plan.provenance(f"{remote}/{holdout.name}" if remote else str(holdout)))
+            retrain_config = data.config.to_json()
+        write_json(plan.to_dict(), decision.path)
+        write_text(plan_markdown(plan), retrain_report.path)
+    decision.metadata.update({"retrain": plan.retrain, "reason": plan.reason, "alert": plan.alert or ""})
     retrain_data.metadata.update(
-        {"rows": len(table), "new_labelled_rows": len(new_rows), "base_model_version": pinned["version"]}
+        {"rows": plan.training_rows, "new_rows": plan.new_rows, "base_model_version": pinned["version"]}
     )
-    return namedtuple("RetrainInputs", ["data_uri", "config_json"])(uri, retrain_config.to_json())
+    outputs = namedtuple("RetrainPlanOutputs", ["retrain", "data_uri", "config_json", "retrain_context"])
+    return outputs(plan.retrain, data_uri, retrain_config, context)
 
 
-def record_no_retrain(drift: Input[Artifact], decision: Output[Artifact]):
-    """No drift above the threshold: record that nothing was retrained and why."""
+def record_no_retrain(plan: Input[Artifact], decision: Output[Artifact]):
+    """Nothing to retrain (no drift, too few new labels, nothing new): record that and why."""
     from components.shared.artifacts import read_json, write_json
 
-    verdict = read_json(drift.path)
-    write_json({"retrained": False, "reason": verdict["reason"]}, decision.path)
+    verdict = read_json(plan.path)
+    record = {"retrained": False, "reason": verdict["reason"], "alert": verdict.get("alert")}
+    write_json(record, decision.path)
     decision.metadata.update({"retrained": False, "reason": verdict["reason"]})
 
 
@@ -215,6 +267,7 @@ def summarize_prediction(
     model: Input[Artifact],
     business: Input[Artifact],
     drift: Input[Artifact],
+    plan: Input[Artifact],
     prediction_summary: Output[Artifact],
 ):
     """prediction_summary.json: scores, campaign value, drift decision and where the retrain reports."""
@@ -226,18 +279,20 @@ def summarize_prediction(
     value = read_json(business.path)
     value.pop("curve", None)
     verdict = read_json(drift.path)
-    stages = {"score": predictions, "business": business, "drift": drift}
+    decided = read_json(plan.path)
+    stages = {"score": predictions, "business": business, "drift": drift, "retrain_plan": plan}
     document = build_prediction_summary(
         scoring=dict(predictions.metadata),
         model=read_json(model.path),
         business=value,
         drift=verdict,
+        plan=decided,
         artifact_uris={name: a.uri for name, a in stages.items()},
         stage_seconds={name: a.metadata.get("stage_seconds") for name, a in stages.items()},
         run_root=os.path.dirname(os.path.dirname(prediction_summary.path)),
     )
     write_json(document, prediction_summary.path)
-    prediction_summary.metadata.update({"retrain_triggered": verdict["drifted"], "rows": value["customers"]})
+    prediction_summary.metadata.update({"retrain_triggered": decided["retrain"], "rows": value["customers"]})
 
 
 @dataclass(frozen=True)
@@ -247,7 +302,7 @@ class PredictionOps:
     score_batch: Any
     business_value: Any
     check_drift: Any
-    prepare_retraining: Any
+    plan_retraining: Any
     record_no_retrain: Any
     summarize_prediction: Any
 
@@ -256,7 +311,7 @@ SHELLS = (
     score_batch,
     business_value,
     check_drift,
-    prepare_retraining,
+    plan_retraining,
     record_no_retrain,
     summarize_prediction,
 )

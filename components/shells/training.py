@@ -323,9 +323,12 @@ def package(
     schema: Input[Artifact],
     config_json: str,
     code_version: str,
+    retrain_context: str,
     bundle: Output[Model],
 ):
     """Assemble the model bundle: everything serving needs, checksummed, loadable without pickle."""
+    import json
+
     from components.model.bundle import build_bundle, save_bundle
     from components.model.features import load_transformer
     from components.shared.artifacts import read_frame, read_json, timed
@@ -347,6 +350,7 @@ def package(
             config=config,
             code_version=code_version,
             reference_frame=read_frame(dataset.path),
+            retrain=json.loads(retrain_context) if retrain_context else None,
         )
         save_bundle(built, bundle.path)
     bundle.metadata.update(
@@ -363,21 +367,27 @@ def package(
 def gate(
     test: Input[Dataset],
     evaluation: Input[Artifact],
+    bundle: Input[Model],
     config_json: str,
     registry_uri: str,
+    retrain_context: str,
     gate_report: Output[Markdown],
     decision: Output[Artifact],
 ) -> NamedTuple("GateOutputs", [("passed", bool)]):
-    """Quality gate: absolute thresholds, and not worse than the current champion on this test split."""
+    """Quality gate: absolute thresholds, not worse than the current champion on this test split,
+    and after a drift retrain better than the champion on the new rows held out of training."""
     from collections import namedtuple
 
     from components.shared.artifacts import read_frame, read_json, timed, write_json, write_text
     from components.shared.config import Config
-    from components.training.gate import decide
+    from components.training.gate import decide, held_out_new_rows
 
     config = Config.from_json(config_json)
     with timed(decision, config.task_timeout_seconds):
-        result = decide(read_json(evaluation.path), read_frame(test.path), config, registry_uri)
+        new_rows, challenger = held_out_new_rows(retrain_context, bundle.path)
+        result = decide(
+            read_json(evaluation.path), read_frame(test.path), config, registry_uri, new_rows, challenger
+        )
         write_json(result.to_dict(), decision.path)
         write_text(result.markdown, gate_report.path)
     decision.metadata.update({"passed": result.passed, "reasons": result.failed_reasons})

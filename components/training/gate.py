@@ -1,6 +1,8 @@
 """The quality gate: a challenger is deployed only if it is good enough and not worse than the champion.
 
 The champion is re-scored on the challenger's own test split, so both are judged on the same rows.
+After a drift retrain, both are also scored on the newly labelled rows that were held out of
+training: there the challenger must be better, since adapting to the drift is what it was trained for.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from components.shared.errors import BundleError, DataValidationError, RegistryE
 from components.shared.tables import markdown_table
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+
+    from components.model.bundle import ModelBundle
+
+NEW_ROWS_CHECK = "better than champion on the new rows"
 
 
 @dataclass
@@ -33,6 +40,7 @@ class GateResult:
     champion_version: str | None = None
     champion_metrics: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # context that decides nothing (threshold spread)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # challenger vs champion, per data
 
     @property
     def failed_reasons(self) -> list[str]:
@@ -52,6 +60,8 @@ class GateResult:
             for c in self.checks
         ]
         text = f"# Quality gate: {verdict}\n\n" + markdown_table(rows)
+        if self.comparisons:
+            text += "\n\n## Challenger vs champion\n\n" + markdown_table(self.comparisons)
         if self.notes:
             text += "\n\n## Threshold stability\n\n" + "\n".join(f"- {note}" for note in self.notes)
         return text + "\n"
@@ -64,6 +74,7 @@ class GateResult:
             "champion_version": self.champion_version,
             "champion_metrics": self.champion_metrics,
             "notes": list(self.notes),
+            "comparisons": list(self.comparisons),
         }
 
 
@@ -74,9 +85,18 @@ def threshold_check(name: str, value: float, minimum: float) -> Check:
 
 
 def decide(
-    evaluation: dict[str, Any], test_frame: pd.DataFrame, config: Config, registry_uri: str
+    evaluation: dict[str, Any],
+    test_frame: pd.DataFrame,
+    config: Config,
+    registry_uri: str,
+    new_rows: pd.DataFrame | None = None,
+    challenger: ModelBundle | None = None,
 ) -> GateResult:
-    """All checks are always evaluated and reported, so a failure lists every reason at once."""
+    """All checks are always evaluated and reported, so a failure lists every reason at once.
+
+    ``new_rows`` (after a drift retrain: the newly labelled rows held out of training) adds the
+    comparison where the drift is; ``challenger`` is the packaged bundle that scores them.
+    """
     metrics = evaluation["test"]
     checks = [
         threshold_check("test ROC-AUC", metrics["roc_auc"], config.gate.min_roc_auc),
@@ -86,13 +106,89 @@ def decide(
         metrics, test_frame, config, registry_uri
     )
     checks.append(champion_check)
+    comparisons = []
+    if version is not None and "roc_auc" in champion_metrics:
+        comparisons.append(
+            _comparison(
+                f"test split ({len(test_frame)} rows)", metrics["roc_auc"], champion_metrics["roc_auc"]
+            )
+        )
+    if new_rows is not None:
+        if challenger is None:
+            raise ValueError("comparing on the new rows needs the challenger bundle")
+        new_check, comparison = compare_on_new_rows(challenger, new_rows, config, registry_uri)
+        checks.append(new_check)
+        if comparison:
+            comparisons.append(comparison)
     return GateResult(
         passed=all(c.passed for c in checks),
         checks=checks,
         champion_version=version,
         champion_metrics=champion_metrics,
         notes=stability_notes(evaluation.get("threshold_stability"), config.gate.min_f1),
+        comparisons=comparisons,
     )
+
+
+def _comparison(data: str, challenger_auc: float, champion_auc: float) -> dict[str, Any]:
+    return {
+        "data": data,
+        "challenger ROC-AUC": round(challenger_auc, 5),
+        "champion ROC-AUC": round(champion_auc, 5),
+        "difference": round(challenger_auc - champion_auc, 5),
+    }
+
+
+def _roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score  # lazy: ~1-3 s
+
+    return float(roc_auc_score(y, scores))
+
+
+def held_out_new_rows(
+    retrain_context: str, bundle_path: str
+) -> tuple[pd.DataFrame | None, ModelBundle | None]:
+    """(the new rows a drift retrain held out, the challenger bundle), or (None, None) otherwise."""
+    import json
+
+    context = json.loads(retrain_context) if retrain_context else {}
+    if not context.get("holdout_uri"):
+        return None, None
+    from components.data.reading import read_table  # lazy: pandas, only after a drift retrain
+    from components.model.bundle import load_bundle
+
+    return read_table(context["holdout_uri"])[0], load_bundle(bundle_path)
+
+
+def compare_on_new_rows(
+    challenger: ModelBundle, new_rows: pd.DataFrame, config: Config, registry_uri: str
+) -> tuple[Check, dict[str, Any] | None]:
+    """Challenger vs champion on the held-out new rows: the challenger must be better there."""
+    target, gain = config.dataset.target, config.gate.min_auc_gain_on_new_rows
+    registry = open_registry(registry_uri)
+    version = registry.champion(config.registry_model_name)
+    if version is None:
+        return Check(NEW_ROWS_CHECK, None, None, True, "no champion to compare with"), None
+    y = new_rows[target].to_numpy(dtype=int)
+    if len(set(y.tolist())) < 2:
+        detail = f"the {len(y)} held-out new rows have one outcome only: no ROC-AUC, nothing shows it adapts"
+        return Check(NEW_ROWS_CHECK, None, None, False, detail), None
+    features = new_rows.drop(columns=[target])
+    try:
+        champion_auc = _roc_auc(y, registry.load(config.registry_model_name, version).predict(features)[1])
+    except (DataValidationError, BundleError, RegistryError) as exc:
+        detail = f"champion {version} cannot score the new rows ({exc})"
+        return Check(NEW_ROWS_CHECK, None, None, False, detail), None
+    challenger_auc = _roc_auc(y, challenger.predict(features)[1])
+    floor = champion_auc + gain
+    passed = challenger_auc > floor
+    relation = ">" if passed else "<="
+    detail = (
+        f"on {len(y)} newly labelled rows held out of training: challenger ROC-AUC {challenger_auc:.4f} "
+        f"{relation} champion {version} {champion_auc:.4f}" + (f" + {gain}" if gain else "")
+    )
+    comparison = _comparison(f"new labelled rows, held out ({len(y)} rows)", challenger_auc, champion_auc)
+    return Check(NEW_ROWS_CHECK, round(challenger_auc, 5), round(floor, 5), passed, detail), comparison
 
 
 def stability_notes(stability: dict[str, Any] | None, min_f1: float) -> list[str]:

@@ -38,6 +38,7 @@ def build_summary(
             "checks": decision["checks"],
             "reasons": decision["failed_reasons"],
             "champion_version": decision.get("champion_version"),
+            "comparisons": decision.get("comparisons", []),
         },
         "deployment": deployment,
         "artifacts": artifact_uris,

@@ -109,6 +109,59 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+class FixedAnswer:
+    """An ASGI app that answers every request with one fixed JSON body: the floor of the server
+    stack the endpoint runs on (uvicorn, httptools, uvloop; the same settings), with no work."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:  # read the request body as the endpoint does
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def serve_fixed_answer(port: int, body_size: int) -> None:
+    """``python -m pipelines.bench.serving --floor PORT SIZE``: FixedAnswer on loopback."""
+    import uvicorn
+
+    body = b'{"predictions": [' + b"0" * max(body_size - 19, 0) + b"]}"
+    config = uvicorn.Config(
+        FixedAnswer(body),
+        host=HOST,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def bench_floor(response_size: int, request: bytes, scale: float) -> dict[str, Any]:
+    """One connection back to back and 8 connections against FixedAnswer (what any endpoint on
+    this stack pays per request), with the same request bytes as the 1-instance case."""
+    port = free_port()
+    command = [sys.executable, "-m", "pipelines.bench.serving", "--floor", str(port), str(response_size)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(port, process)
+        drive(port, request, 1, 50, 2.0)
+        latency = drive(port, request, 1, 20_000, 6.0 * scale)
+        throughput = drive(port, request, 8, 20_000, 6.0 * scale)
+    finally:
+        stop_server(process)
+    return {"latency": latency, "throughput": throughput}
+
+
 # --------------------------------------------------------------------------- load generator
 
 
@@ -259,6 +312,7 @@ def bench_serving(
             stop_server(process)
     results["encoder"] = bench_encoder(model)
     print(format_table(results))
+    results["floor"] = _floor_against_endpoint(model, results["cases"].get("1 instance"), scale)
     results["explain_costs"] = bench_explain_costs(model, candidates)
     enc = results["encoder"]
     print(
@@ -269,6 +323,24 @@ def bench_serving(
     return results
 
 
+def _floor_against_endpoint(model: Any, one: dict[str, Any] | None, scale: float) -> dict[str, Any]:
+    """The server stack's floor beside the endpoint's one-instance figures, printed as ratios."""
+    if one is None:
+        return {}
+    body, _ = _bodies(model, 1, False)
+    _, _, answer = model.respond(body)
+    floor = bench_floor(len(answer), http_request("/predict", body), scale)
+    p50 = floor["latency"]["p50_ms"]
+    rps = floor["throughput"]["requests_per_s"]
+    print(
+        f"  the server stack's floor (uvicorn + httptools + uvloop answering a fixed {len(answer)}-byte body,"
+        f" same request): p50 {p50:.3f} ms, p99 {floor['latency']['p99_ms']:.3f} ms, 8 connections"
+        f" {rps:.0f} requests/s; 1 instance endpoint / floor: p50 {one['latency']['p50_ms'] / p50:.2f},"
+        f" requests/s {one['throughput']['requests_per_s'] / rps:.2f}"
+    )
+    return floor
+
+
 def newest_candidates(run_root: Path) -> Path | None:
     """The refit candidate models (one folder per family) of the newest training run under ``run_root``."""
     found = sorted(run_root.glob("*/artifacts/*/train/models"), key=lambda p: p.stat().st_mtime)
@@ -277,31 +349,52 @@ def newest_candidates(run_root: Path) -> Path | None:
 
 def bench_explain_costs(model: Any, candidates: Path | None, calls: int = 300) -> dict[str, Any]:
     """One example row explained by each family's candidate, in process, beside its own predict:
-    what ``explain: true`` costs per family (the served bundle's background and raw-column view)."""
-    from components.model.explain import aggregate_to_raw, contributions
+    what ``explain: true`` costs per family as the endpoint explains it (TreeSHAP tables for
+    XGBoost, permutation SHAP over the budgeted centroid background for the MLP), and as it did
+    before (xgboost's ``pred_contribs``; 50 reference rows) on the same row."""
+    from components.model.bundle import load_reference
+    from components.model.explain import contributions, fast_tree_shap
     from components.model.families import MODEL_KINDS, load_model, predict_proba
+    from components.serving.model import budgeted_background
 
     if candidates is None:
         return {}
     bundle = model.bundle
     columns = model.schema.validate_instances([model.example])
     row = bundle.transformer.transform(model.schema.model_arrays(columns))
+    reference = bundle.transformer.transform(load_reference(Path(model.source)).head(1000))
+    before = (None, reference[:50], None)  # pred_contribs; 50 rows, equally weighted
     costs: dict[str, Any] = {}
     for family in MODEL_KINDS:
         if not (candidates / family).is_dir():
             continue
         fitted = load_model(family, candidates / family)
+        tables, _ = fast_tree_shap(fitted, family, reference[:50])
+        served = (tables, *budgeted_background(family, fitted, reference))
 
-        def explain(fitted: Any = fitted, family: str = family) -> None:
-            _, values = contributions(fitted, family, row, model.background)
-            aggregate_to_raw(values, bundle.feature_names, bundle.source_columns)
+        def explain(how: tuple, fitted: Any = fitted, family: str = family) -> None:
+            tables, background, weights = how
+            _, values = contributions(fitted, family, row, background, tables, weights)
+            values @ model.raw_map
 
-        explain_ms = _timed(explain, calls, 20.0)["p50_ms"]
+        served_ms = _timed(lambda e=explain, h=served: e(h), calls, 20.0)["p50_ms"]
+        before_ms = _timed(lambda e=explain: e(before), calls, 20.0)["p50_ms"]
         predict_ms = _timed(lambda fitted=fitted: predict_proba(fitted, row), calls * 10, 10.0)["p50_ms"]
-        costs[family] = {"explain_ms": explain_ms, "predict_ms": predict_ms, "ratio": explain_ms / predict_ms}
-    lines = ["", "  explain one instance, in process, per family (p50; / its own predict_proba on the row):"]
+        costs[family] = {
+            "explain_ms": served_ms,
+            "before_ms": before_ms,
+            "predict_ms": predict_ms,
+            "ratio": served_ms / predict_ms,
+            "served_over_before": served_ms / before_ms,
+        }
+    lines = [
+        "",
+        "  explain one instance, in process, per family (p50): as served now / as before "
+        "(pred_contribs; 50 background rows), and / its own predict_proba on the row:",
+    ]
     lines += [
-        f"  {family:<10}{c['explain_ms']:>8.3f} ms  predict {c['predict_ms']:.3f} ms  ratio {c['ratio']:.0f}"
+        f"  {family:<10}{c['explain_ms']:>8.3f} ms  before {c['before_ms']:.3f} ms "
+        f"({c['served_over_before']:.2f})  predict {c['predict_ms']:.3f} ms  ratio {c['ratio']:.0f}"
         for family, c in costs.items()
     ]
     print("\n".join(lines))
@@ -407,13 +500,19 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--floor"]:
+        serve_fixed_answer(int(argv[1]), int(argv[2]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registry", type=Path, default=Path(".propensity") / "registry")
     parser.add_argument("--model-name", default="marketing-propensity")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every time limit")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--runs", type=Path, help="a runs folder: explain costs of its newest candidates")
     args = parser.parse_args(argv)
-    results = bench_serving(args.registry, args.model_name, scale=args.scale)
+    candidates = newest_candidates(args.runs) if args.runs else None
+    results = bench_serving(args.registry, args.model_name, scale=args.scale, candidates=candidates)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -5,6 +5,7 @@ python -m pipelines.cli run --preset telco        # the real IBM Telco churn tab
 python -m pipelines.cli run --data my.csv --config spec.yaml --set gate.min_f1=0.5
 python -m pipelines.cli compile --image REGISTRY/propensity-pipeline:TAG
 python -m pipelines.cli registry list | rollback [--to v0002]
+python -m pipelines.cli retrain --labels outcomes.csv  # labels that arrived later
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 from components.shared.config import ConfigError
 from components.shared.errors import BundleError, DataValidationError, RegistryError
-from pipelines.cli import predict, run, serve, submit, tools
+from pipelines.cli import predict, retrain, run, serve, submit, tools
 from pipelines.containers import ContainerError
 
 
@@ -38,5 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_commands(sub)  # compile, data, registry, bench
     serve.add_commands(sub)
     predict.add_commands(sub)  # predict, score
+    retrain.add_commands(sub)
     submit.add_commands(sub)
     return parser

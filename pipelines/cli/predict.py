@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.cli.common import add_config_arguments, load_config
+from pipelines.cli.common import add_config_arguments, input_uri, labels_input, load_config, outcome_lines
 from pipelines.containers import add_runner_arguments
 from pipelines.runs import DEFAULT_WORKDIR, code_version, local_run_dir, new_run_name
 
@@ -32,6 +32,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--log", help="prediction log directory or gs:// prefix (default: WORKDIR/prediction_log)"
     )
     predict.add_argument("--no-log", action="store_true", help="do not append to the prediction log")
+    predict.add_argument(
+        "--labels",
+        help="outcomes that arrived later (file, folder or gs:// prefix with the id column(s) and the "
+        "target): joined by id to the prediction log, they are new labelled rows for a drift retrain",
+    )
     predict.add_argument("--csv", action="store_true", help="also write predictions.csv")
     predict.add_argument(
         "--drift-source",
@@ -72,11 +77,6 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-ref", default="champion", help="alias or version to score with")
 
 
-def _batch_uri(batch: str) -> str:
-    """Absolute (tasks run elsewhere), or a gs:// URI as given."""
-    return batch if batch.startswith("gs://") else str(Path(batch).expanduser().resolve())
-
-
 def _log_location(given: str | None, workdir: Path) -> str:
     """A gs:// prefix as given, a local directory resolved (the default: WORKDIR/prediction_log)."""
     if given and given.startswith("gs://"):
@@ -93,7 +93,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     config = load_config(args)
     workdir = args.workdir.resolve()
     registry = (args.registry or workdir / "registry").resolve()
-    batch_uri = _batch_uri(args.batch)
+    batch_uri = input_uri(args.batch)
     take = "all" if args.all_parts else "newest"
     if not batch_uri.startswith("gs://"):
         resolve_batch_uri(batch_uri, take)  # fail fast, before any task starts
@@ -101,10 +101,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
     log_dir = "" if args.no_log else _log_location(args.log, workdir)
-    mounted = [] if log_dir.startswith("gs://") else [log_dir]
-    containers = plan_for(
-        args, run_name, workdir, read_only=[batch_uri], read_write=[str(registry), *mounted]
-    )
+    labels_uri = labels_input(args.labels, log_dir)
+    readable = [batch_uri, *([labels_uri] if labels_uri and not labels_uri.startswith("gs://") else [])]
+    writable = [str(registry), *([log_dir] if not log_dir.startswith("gs://") else [])]
+    containers = plan_for(args, run_name, workdir, read_only=readable, read_write=writable)
     arguments = {
         "batch_uri": batch_uri,
         "registry_uri": str(registry),
@@ -119,6 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "deploy_target": "local",
         "run_name": run_name,
         "code_version": code_version(),
+        "labels_uri": labels_uri,
     }
     print(f"propensity: scoring {batch_uri} with {champion.model_name} {champion.version}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
@@ -181,6 +182,7 @@ def format_prediction_summary(summary: dict[str, Any], seconds: float, path: Pat
             f" at that cut-off vs {realised['everyone']:,.2f} contacting everyone"
         )
     lines.append(f"drift: {drift['reason']}")
+    lines += [f"ALERT: {alert}" for alert in summary.get("alerts", [])]
     lines += _retrain_lines(summary["retrain"])
     artifacts = summary["artifacts"]
     lines.append(f"reports: {Path(artifacts['business']).parent / 'business_report'} (HTML)")
@@ -191,18 +193,13 @@ def format_prediction_summary(summary: dict[str, Any], seconds: float, path: Pat
 
 
 def _retrain_lines(retrain: dict[str, Any]) -> list[str]:
+    labels = (retrain.get("decision") or {}).get("labels") or {}
+    lines = [f"labels: {k}: {v}" for k, v in labels.items() if k != "labels"]
     if not retrain["triggered"]:
-        return ["retrain: not needed"]
-    outcome = retrain.get("outcome")
-    if not outcome:
-        return ["retrain: triggered, but its summary was not found"]
-    gate, deployment = outcome["gate"], outcome["deployment"]
-    lines = [f"retrain: training pipeline ran; gate {'PASSED' if gate['passed'] else 'FAILED'}"]
-    if deployment["deployed"]:
-        lines.append(f"  registry: {deployment['model_name']} {deployment['version']} is now champion")
-    else:
-        lines.append(f"  registry: unchanged ({'; '.join(gate['reasons']) or 'not deployed'})")
-    return lines
+        alerted = retrain["reason"] == (retrain.get("decision") or {}).get("alert")
+        return [*lines, "retrain: no (the ALERT above)" if alerted else f"retrain: no ({retrain['reason']})"]
+    lines.append(f"retrain: {retrain['reason']}")
+    return lines + outcome_lines(retrain.get("outcome"))
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -221,7 +218,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="score-") as tmp:
         target_dir = Path(tmp) if as_file else out
         run = run_batch_scoring(
-            _batch_uri(args.batch),
+            input_uri(args.batch),
             champion,
             target_dir,
             take="all" if args.all_parts else "newest",

@@ -150,6 +150,7 @@ def format_summary(summary: dict[str, Any], seconds: float, path: Path) -> str:
             f" (previous: {deployment['previous_champion'] or 'none'})"
         )
     else:
-        lines.append("registry: unchanged (nothing deployed)")
+        reasons = deployment.get("reasons") or ["nothing deployed"]
+        lines.append(f"registry: unchanged ({'; '.join(reasons)})")
     lines.append(f"summary: {path}")
     return "\n".join(lines)

@@ -25,13 +25,13 @@ from google.api_core.retry import Retry
 from components.data.reading import read_table
 from components.deploy.targets import deploy_bundle
 from components.deploy.vertex import VertexConfig
-from components.model.bundle import load_bundle
+from components.model.bundle import load_bundle, save_bundle
 from components.registry.gcs import GcsRegistry
 from components.registry.local import LocalRegistry
 from components.registry.uri import open_registry, version_dir
 from components.shared import gcs as storage
 from components.shared.config import Config
-from components.shared.errors import BundleError, DataValidationError, RegistryError
+from components.shared.errors import BundleError, DataValidationError, IdenticalVersionError, RegistryError
 from tests.conftest import FAST_OVERRIDES, TrainedRegistry
 from tests.gcs_emulator import GcsProxy, anonymous_client, running_emulator, running_proxy
 from tests.vertex_api import VertexApi
@@ -74,6 +74,17 @@ def bundle_dir(trained: TrainedRegistry) -> Path:
     return LocalRegistry(trained.root).resolve(trained.model_name)
 
 
+def variants(trained: TrainedRegistry, folder: Path, count: int) -> list[Path]:
+    """The trained bundle, then copies with other thresholds (other answers: versions of their own)."""
+    made = [bundle_dir(trained)]
+    for step in range(1, count):
+        bundle = load_bundle(bundle_dir(trained))
+        bundle.threshold = min(0.99, bundle.threshold + 0.01 * step)
+        save_bundle(bundle, folder / f"variant-{step}")
+        made.append(folder / f"variant-{step}")
+    return made
+
+
 def scores(bundle: Any, frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(bundle.predict(frame.drop(columns=["Response"]).head(50))[1])
 
@@ -108,6 +119,32 @@ def test_read_table_from_a_gcs_file_and_a_folder_of_parts(gcs: Gcs, tmp_path: Pa
 
     with pytest.raises(DataValidationError, match="does not exist"):
         read_table(gcs.uri("data/nothing-here.csv"))
+
+
+def test_labels_from_a_gcs_prefix_join_the_prediction_log(
+    gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    """``--labels gs://bucket/outcomes/``: every part read through the JSON API, joined by id."""
+    from components.batch.champion import load_champion
+    from components.batch.labels import join_labels
+    from components.batch.scoring import run_batch_scoring
+    from components.data.synthetic import generate_marketing
+
+    batch = generate_marketing(rows=60, seed=21)
+    batch.drop(columns=["Response"]).to_csv(tmp_path / "batch.csv", index=False)
+    champion = load_champion(str(trained_registry.root), MODEL)
+    run_batch_scoring(str(tmp_path / "batch.csv"), champion, tmp_path / "out", log_dir=tmp_path / "log")
+    for name, part in (("p1.csv", batch.iloc[:30]), ("p2.csv", batch.iloc[30:50])):
+        storage.write_bytes(
+            gcs.uri("outcomes", name), part[["ID", "Response"]].to_csv(index=False).encode(), gcs.client
+        )
+    joined = join_labels(gcs.uri("outcomes") + "/", tmp_path / "log", champion.bundle, max_rows=1000, seed=0)
+    assert joined.label_rows == joined.joined == 50 and joined.unmatched == 0
+    assert sorted(joined.labelled["ID"]) == sorted(batch["ID"].iloc[:50])
+    assert (
+        joined.labelled.set_index("ID")["Response"].to_dict()
+        == batch.set_index("ID")["Response"].iloc[:50].to_dict()
+    )
 
 
 # ------------------------------------------------------------------------------------- registry
@@ -168,12 +205,12 @@ def test_incomplete_versions_are_ignored(gcs: Gcs, trained_registry: TrainedRegi
 def test_same_behaviour_as_the_local_registry(
     gcs: Gcs, trained_registry: TrainedRegistry, tmp_path: Path
 ) -> None:
-    source = bundle_dir(trained_registry)
+    sources = variants(trained_registry, tmp_path, 3)
     local, remote = LocalRegistry(tmp_path / "local"), gcs.registry(tmp_path / "cache")
     seen: dict[str, list[Any]] = {"local": [], "gcs": []}
     for name, registry in (("local", local), ("gcs", remote)):
         log = seen[name]
-        for _ in range(3):
+        for source in sources:
             version = registry.register(MODEL, source)
             registry.set_alias(MODEL, "champion", version)
         log.append(registry.rollback(MODEL))
@@ -185,6 +222,12 @@ def test_same_behaviour_as_the_local_registry(
         log.append([(h["alias"], h["from"], h["to"], h["action"]) for h in registry.history(MODEL)])
         log.append([v["version"] for v in registry.versions(MODEL)])
         log.append(registry.models())
+        registry.set_alias(MODEL, "champion", "v0001")
+        before = (registry.versions(MODEL), registry.aliases(MODEL), len(registry.history(MODEL)))
+        with pytest.raises(IdenticalVersionError, match="byte-identical to champion v0001's") as caught:
+            registry.register(MODEL, sources[0])  # the champion's model again: refused, nothing moves
+        log.append(str(caught.value))
+        assert (registry.versions(MODEL), registry.aliases(MODEL), len(registry.history(MODEL))) == before
         for bad in (
             lambda r=registry: r.resolve("unknown-model"),
             lambda r=registry: r.resolve(MODEL, "v0042"),
@@ -342,10 +385,12 @@ def test_vertex_deploy_registers_in_gcs_then_moves_the_alias(
     config = Config.from_dict({"model_name": MODEL})
     registry_uri = gcs.uri("registry")
 
-    def deploy(run: str, **changes: Any) -> dict[str, Any]:
+    sources = variants(trained_registry, tmp_path, 3)
+
+    def deploy(run: str, source: Path, **changes: Any) -> dict[str, Any]:
         chosen = VertexConfig(**{**settings.__dict__, **changes})
         return deploy_bundle(
-            bundle_dir(trained_registry),
+            source,
             {"passed": True},
             config,
             registry_uri,
@@ -355,7 +400,7 @@ def test_vertex_deploy_registers_in_gcs_then_moves_the_alias(
             vertex_settings=chosen,
         )
 
-    record = deploy("run-20260101-000000-000001")
+    record = deploy("run-20260101-000000-000001", sources[0])
     registry = GcsRegistry(registry_uri, client=gcs.client, cache_dir=tmp_path / "cache")
     assert record["version"] == "v0001" and registry.champion(MODEL) == "v0001"
     (upload,) = vertex_api.calls("upload")
@@ -375,7 +420,7 @@ def test_vertex_deploy_registers_in_gcs_then_moves_the_alias(
     )
     assert logged["_params"]["registry_version"] == "v0001"
 
-    canary = deploy("run-20260101-000000-000002", canary_percent=10)
+    canary = deploy("run-20260101-000000-000002", sources[1], canary_percent=10)
     assert canary["alias"] == "challenger" and canary["vertex"]["canary_percent"] == 10
     assert registry.champion(MODEL) == "v0001" and registry.aliases(MODEL)["challenger"] == "v0002"
     assert sorted(canary["vertex"]["traffic_split"].values()) == [10, 90]
@@ -383,15 +428,23 @@ def test_vertex_deploy_registers_in_gcs_then_moves_the_alias(
     # Vertex refuses the deployment: the version is registered, but neither champion moves
     vertex_api.fail("POST", ":deployModel", code=400)
     with pytest.raises(exceptions.BadRequest):
-        deploy("run-20260101-000000-000003")
+        deploy("run-20260101-000000-000003", sources[2])
     assert registry.champion(MODEL) == "v0001" and vertex_api.aliases(MODEL)["champion"] == "1"
     assert [v["version"] for v in registry.versions(MODEL)][-1] == "v0003"
 
     # the retried task finishes that deployment: same registry version, no second upload
     uploads = len(vertex_api.calls("upload"))
-    retried = deploy("run-20260101-000000-000003")
+    retried = deploy("run-20260101-000000-000003", sources[2])
     assert retried["version"] == "v0003" and [v["version"] for v in registry.versions(MODEL)][-1] == "v0003"
     assert len(vertex_api.calls("upload")) == uploads and retried["vertex"]["reused_upload"]
+    assert registry.champion(MODEL) == "v0003" and vertex_api.aliases(MODEL)["champion"] == "3"
+
+    # the champion's own model again (another run): not registered, nothing uploaded, no alias moved
+    again = deploy("run-20260101-000000-000004", sources[2])
+    assert again["deployed"] is False and again["version"] is None
+    assert "byte-identical to champion v0003's" in again["reasons"][0]
+    assert len(vertex_api.calls("upload")) == uploads
+    assert [v["version"] for v in registry.versions(MODEL)][-1] == "v0003"
     assert registry.champion(MODEL) == "v0003" and vertex_api.aliases(MODEL)["champion"] == "3"
 
 

@@ -2,8 +2,11 @@
 
 Uses a copy of the session's trained registry (a drift retrain may register a new version, and the
 other test modules expect the original champion). An unshifted, unlabelled batch is scored without
-retraining; a shifted, labelled batch triggers the nested training pipeline, whose gate decides;
-bad batches and a registry without a champion fail with messages that name the problem.
+retraining; a shifted batch without labels is not retrained (nothing new to learn: an alert); its
+labels arriving later are joined by id to the prediction log, and the retrain they allow is judged
+on the new rows held out of training; a shifted, labelled batch whose outcomes follow a new rule
+is retrained and its challenger, better on the new rows, deployed; bad batches and a registry
+without a champion fail with messages that name the problem.
 """
 
 from __future__ import annotations
@@ -48,7 +51,14 @@ def workspace(trained_registry: TrainedRegistry, tmp_path_factory: pytest.TempPa
     folder.mkdir()
     generate_marketing(rows=50, seed=32).to_csv(folder / "p4_extrac.csv", sep="\t", index=False)
     unshifted.to_csv(folder / "p5_extrac.csv", sep="\t", index=False)  # the newest part
-    generate_marketing(rows=ROWS, seed=33, drift=1.0).to_parquet(root / "shifted.parquet", index=False)
+    shifted = generate_marketing(rows=ROWS, seed=33, drift=1.0)
+    # the drifted customers answer by a new rule (recent contacts no longer respond, older ones do):
+    # the champion ranks them backwards, a model that learns from them cannot
+    shifted["Response"] = (shifted["Recency"] > 55).astype(int)
+    shifted.to_parquet(root / "shifted.parquet", index=False)
+    generate_marketing(rows=ROWS, seed=34, drift=1.0).drop(columns=["Response"]).to_parquet(
+        root / "shifted_unlabelled.parquet", index=False
+    )
     return root
 
 
@@ -76,8 +86,13 @@ def test_prediction_pipeline_compiles_and_validates(tmp_path: Path) -> None:
     assert images == {"europe-docker.pkg.dev/p/r/img:abc"}  # nested training included
     nested = document["components"]["comp-propensity-training"]["dag"]["tasks"]  # the training DAG
     assert {"ingest", "train", "gate"} <= set(nested)
+    assert "labels_uri" in params
     text = path.read_text()
-    assert "pipelinechannel--check-drift-drift_share" in text and "check-drift-threshold" in text
+    assert "pipelinechannel--plan-retraining-retrain" in text  # the retrain condition
+    assert (
+        "retrain_context"
+        in document["components"]["comp-propensity-training"]["inputDefinitions"]["parameters"]
+    )
 
 
 @pytest.mark.integration
@@ -123,7 +138,109 @@ def test_unshifted_batch_is_scored_valued_and_not_retrained(
 
 
 @pytest.mark.integration
-def test_shifted_labelled_batch_retrains_and_the_gate_decides(
+def test_shifted_batch_without_labels_is_not_retrained_and_alerts(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = LocalRegistry(workspace / "registry")
+    before = (registry.versions(MODEL), registry.champion(MODEL))
+    code = run_cli(predict_args(workspace, workspace / "shifted_unlabelled.parquet"))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = summary_of(out)
+
+    assert summary["drift"]["drifted"] is True  # the drift is there ...
+    retrain = summary["retrain"]
+    assert retrain["drift_detected"] is True and retrain["triggered"] is False  # ... nothing to learn from
+    expected = "drift detected, retraining needs labels: 0 labelled rows < minimum 100"
+    assert retrain["reason"].startswith(expected)
+    assert summary["alerts"] == [retrain["reason"]]
+    root = run_root(summary)
+    recorded = json.loads((root / "record-no-retrain" / "decision").read_text())
+    assert recorded["retrained"] is False and recorded["alert"].startswith(expected)
+    assert "ALERT: drift detected" in (root / "plan-retraining" / "retrain_report").read_text()
+    assert not list(root.glob("*/pipeline_summary"))  # no training ran
+    assert (registry.versions(MODEL), registry.champion(MODEL)) == before
+
+
+@pytest.mark.integration
+def test_labels_arriving_later_are_joined_and_the_new_rows_decide(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outcomes of the unlabelled drifted customers arrive: joined by id to the prediction log, they
+    retrain, and the gate compares on the held-out ones. These outcomes are the champion's own
+    ranking (top half by its score), so no challenger can be better there: it must not be deployed."""
+    logged = PredictionLog(workspace / "log").read()
+    batch = pd.read_parquet(workspace / "shifted_unlabelled.parquet")
+    scored = logged[logged["id"].isin(set(batch["ID"]))].drop_duplicates("id", keep="last")
+    median = scored["calibrated_probability"].median()
+    labels = pd.DataFrame(
+        {"ID": scored["id"], "Response": (scored["calibrated_probability"] > median).astype(int)}
+    )
+    labels = pd.concat([labels, pd.DataFrame({"ID": [99_999_001, 99_999_002], "Response": [1, 0]})])
+    labels.to_csv(workspace / "labels.csv", index=False)  # two customers never scored
+    registry = LocalRegistry(workspace / "registry")
+    before = (registry.versions(MODEL), registry.champion(MODEL))
+
+    args = predict_args(
+        workspace, workspace / "shifted_unlabelled.parquet", "--labels", str(workspace / "labels.csv")
+    )
+    code = run_cli(args)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = summary_of(out)
+    decision = summary["retrain"]["decision"]
+    assert decision["labels"]["joined to the prediction log"] == len(scored) == ROWS
+    assert decision["labels"]["not joined (id never scored, or not in the log)"] == 2
+    assert {"99999001", "99999002"} == set(decision["labels"]["examples of ids not joined"])
+    assert summary["retrain"]["triggered"] is True and decision["new_rows"] == ROWS
+    assert decision["holdout_rows"] == round(0.3 * ROWS)
+
+    outcome = summary["retrain"]["outcome"]
+    assert outcome is not None, "the nested training pipeline wrote no summary"
+    check = next(c for c in outcome["gate"]["checks"] if c["name"] == "better than champion on the new rows")
+    assert check["passed"] is False and check["threshold"] == 1.0  # the champion ranks them perfectly
+    assert f"on {decision['holdout_rows']} newly labelled rows held out" in check["detail"]
+    assert outcome["gate"]["passed"] is False and outcome["deployment"]["deployed"] is False
+    assert (registry.versions(MODEL), registry.champion(MODEL)) == before
+    report = next(run_root(summary).glob("*/gate_report")).read_text()
+    assert "## Challenger vs champion" in report and "new labelled rows, held out" in report
+
+
+@pytest.mark.integration
+def test_retrain_command_joins_labels_and_needs_enough_new_ones(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``propensity retrain --labels``: the same join and decision without a prediction run."""
+    batch = pd.read_parquet(workspace / "shifted_unlabelled.parquet").head(40)
+    labels = batch[["ID"]].assign(Response=[i % 2 for i in range(len(batch))])
+    labels.to_csv(workspace / "few_labels.csv", index=False)
+    registry = LocalRegistry(workspace / "registry")
+    before = (registry.versions(MODEL), registry.champion(MODEL))
+    args = ["retrain", "--labels", str(workspace / "few_labels.csv"), "--workdir", str(workspace / "work")]
+    args += [
+        "--registry",
+        str(workspace / "registry"),
+        "--log",
+        str(workspace / "log"),
+        "--set",
+        f"model_name={MODEL}",
+    ]
+    code = run_cli(args)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "labels: joined to the prediction log: 40" in out
+    assert "retrain: no (retrain requested, retraining needs labels: 40 labelled rows < minimum 100" in out
+    assert (registry.versions(MODEL), registry.champion(MODEL)) == before
+
+    labels.rename(columns={"Response": "outcome"}).to_csv(workspace / "bad_labels.csv", index=False)
+    args[args.index("--labels") + 1] = str(workspace / "bad_labels.csv")
+    code = run_cli(args)
+    _, err = capsys.readouterr()
+    assert code == 2 and "bad_labels.csv lack column(s) ['Response']" in err
+
+
+@pytest.mark.integration
+def test_shifted_labelled_batch_retrains_and_the_new_rows_decide(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     registry = LocalRegistry(workspace / "registry")
@@ -138,32 +255,41 @@ def test_shifted_labelled_batch_retrains_and_the_gate_decides(
     assert predictions["id"].tolist() == shifted["ID"].tolist()
     assert predictions["Response"].tolist() == shifted["Response"].tolist()
     assert summary["business"]["realised"]["labelled_rows"] == ROWS
-    logged = PredictionLog(workspace / "log").read()
-    assert set(shifted["ID"]) <= set(logged["id"])
 
     drift = summary["drift"]
     assert drift["drifted"] is True and drift["share"] > 0.15
     assert {"Income", "Year_Birth"} <= set(drift["drifted_columns"])
-    assert summary["retrain"]["triggered"] is True
+    decision = summary["retrain"]["decision"]
+    assert summary["retrain"]["triggered"] is True and summary["alerts"] == []
 
-    # the nested training ran on the reference plus the new labelled rows
+    # the nested training ran on the reference plus the new rows it did not hold out
     root = run_root(summary)
-    retrain_table = pd.read_parquet(root / "prepare-retraining" / "retrain_data" / "retrain.parquet")
+    retrain_table = pd.read_parquet(root / "plan-retraining" / "retrain_data" / "retrain.parquet")
+    holdout = pd.read_parquet(root / "plan-retraining" / "retrain_data" / "holdout.parquet")
     reference = pd.read_parquet(Path(summary["model"]["path"]) / "reference.parquet")
-    assert len(retrain_table) == len(reference) - reference["ID"].isin(set(shifted["ID"])).sum() + ROWS
+    assert len(holdout) == decision["holdout_rows"] == round(0.3 * decision["new_rows"])
+    assert not set(holdout["ID"]) & set(retrain_table["ID"])  # held out: never trained on
+    assert decision["train_new_rows"] + decision["holdout_rows"] == decision["new_rows"]
+    seen_again = reference["ID"].isin(set(shifted["ID"])).sum()
+    assert len(retrain_table) == len(reference) - seen_again + decision["train_new_rows"]
     outcome = summary["retrain"]["outcome"]
     assert outcome is not None, "the nested training pipeline wrote no summary"
     training = json.loads(Path(outcome["training_summary"]).read_text())
     assert training["dataset"]["rows"] == len(retrain_table)
 
-    # ... and its gate decided, on this seeded data, to deploy: every check passed, the new version
-    # is registered and is the champion
-    assert outcome["gate"]["passed"] is True, outcome["gate"]
-    assert outcome["gate"]["champion_version"] == "v0001"  # it was compared with the champion
+    # both comparisons are reported; on the new rows the challenger is better, and it is deployed
+    data = [c["data"] for c in outcome["gate"]["comparisons"]]
+    assert data[0].startswith("test split") and data[1].startswith("new labelled rows, held out")
+    check = next(c for c in outcome["gate"]["checks"] if c["name"] == "better than champion on the new rows")
+    assert check["passed"] is True and check["value"] > check["threshold"], check
+    assert outcome["gate"]["passed"] is True, outcome["gate"]["reasons"]
     assert outcome["deployment"]["deployed"] is True
-    versions_after = [v["version"] for v in registry.versions(MODEL)]
-    assert versions_after == [*versions_before, outcome["deployment"]["version"]]
-    assert registry.champion(MODEL) == outcome["deployment"]["version"]
+    new_version = outcome["deployment"]["version"]
+    assert [v["version"] for v in registry.versions(MODEL)] == [*versions_before, new_version]
+    assert registry.champion(MODEL) == new_version
+    recorded = registry.load(MODEL, new_version).extra["retrain"]
+    assert recorded["window"] == "reference+new" and recorded["new_rows_held_out"] == len(holdout)
+    assert recorded["base_model_version"] == versions_before[-1]
 
 
 @pytest.mark.integration
@@ -183,6 +309,15 @@ def test_bad_batches_fail_with_the_problem_named(workspace: Path, capsys: pytest
     code = run_cli(predict_args(workspace, workspace / "missing.csv"))
     _, err = capsys.readouterr()
     assert code == 2 and "missing.csv does not exist" in err
+
+    # labels are refused before anything runs when they cannot be read or joined
+    args = predict_args(workspace, workspace / "shifted.parquet", "--labels", str(workspace / "nope.csv"))
+    code = run_cli(args)
+    _, err = capsys.readouterr()
+    assert code == 2 and "--labels" in err and "nope.csv: no such file or folder" in err
+    code = run_cli([*args[:-1], str(workspace / "shifted.parquet"), "--no-log"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "joins outcomes to the prediction log: drop --no-log" in err
 
 
 @pytest.mark.integration

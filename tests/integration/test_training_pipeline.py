@@ -1,8 +1,8 @@
 """The whole training pipeline through the KFP local runner, on small data, via the real CLI.
 
 Runs three times against one registry: a first model (deployed as v0001), the same data again
-(compared with that champion, deployed as v0002), and shuffled labels (gate fails, registry
-byte-for-byte unchanged).
+(compared with that champion; the same model, byte for byte, so it is not registered), and shuffled
+labels (gate fails, registry byte-for-byte unchanged).
 """
 
 from __future__ import annotations
@@ -121,10 +121,13 @@ def test_first_model_is_deployed_with_all_artifacts(
     assert importances and all(not name.startswith("num__") for name in importances)
 
 
-def test_second_run_is_compared_with_champion_and_becomes_v0002(
+def test_second_run_is_compared_with_champion_and_not_registered_again(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Also the same run with every task a new process, as kfp starts them: the same model."""
+    """Also the same run with every task a new process, as kfp starts them: the same model, byte for
+    byte, so the registry refuses it as identical and the champion stays."""
+    registry_root = workspace / "work" / "registry"
+    before = registry_snapshot(registry_root)
     args = [*base_args(workspace, "customers.csv"), "--fresh-task-processes"]
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
@@ -136,8 +139,10 @@ def test_second_run_is_compared_with_champion_and_becomes_v0002(
     champion_check = next(c for c in summary["gate"]["checks"] if c["name"] == "not worse than champion")
     assert "v0001" in champion_check["detail"]
     assert summary["gate"]["champion_version"] == "v0001"
-    assert summary["deployment"]["version"] == "v0002"
-    assert summary["deployment"]["previous_champion"] == "v0001"
+    assert summary["gate"]["passed"] is True
+    assert summary["deployment"]["deployed"] is False and summary["deployment"]["version"] is None
+    assert "byte-identical to champion v0001's" in summary["deployment"]["reasons"][0]
+    assert registry_snapshot(registry_root) == before  # no version, no alias move
 
 
 def test_shuffled_labels_fail_the_gate_and_leave_registry_unchanged(

@@ -33,18 +33,26 @@ class BuiltRegistry:
     train: pd.DataFrame  # the validated training frame (also the bundle's reference)
 
 
-def make_registry(root: Path, rows: int = 800, seed: int = 1, threshold: float = 0.4) -> BuiltRegistry:
-    """A registry whose champion v0001 is a logreg bundle trained on synthetic marketing data."""
+def make_registry(
+    root: Path,
+    rows: int = 800,
+    seed: int = 1,
+    threshold: float = 0.4,
+    family: str = "logreg",
+    params: dict | None = None,
+) -> BuiltRegistry:
+    """A registry whose champion v0001 is a ``family`` bundle (logreg by default) trained on
+    synthetic marketing data."""
     config = Config()
     validated = validate(generate_marketing(rows=rows, seed=seed), config.dataset, source="train.csv")
     frame = validated.frame
     transformer = fit_transformer(frame, config.dataset, config.features)
-    model = make_estimator("logreg", {"C": 1.0}, seed=0)
+    model = make_estimator(family, {"C": 1.0} if params is None else params, seed=0)
     model.fit(transformer.transform(frame), frame[config.dataset.target].to_numpy())
     bundle = build_bundle(
         transformer=transformer,
         model=model,
-        family="logreg",
+        family=family,
         calibration={"threshold": threshold, "temperature": 1.3},
         evaluation={"test": {"roc_auc": 0.9, "f1": 0.7}},
         importance={},

@@ -16,4 +16,25 @@ def test_summary_counts_are_ints_again() -> None:
         run_root="/r",
     )
     assert summary["scoring"]["rows"] == 10 and isinstance(summary["scoring"]["rows"], int)
-    assert summary["retrain"] == {"triggered": False, "reason": "r", "training_summary": None}
+    assert summary["retrain"]["triggered"] is False and summary["retrain"]["reason"] == "r"
+    assert summary["retrain"]["training_summary"] is None and summary["alerts"] == []
+
+
+def test_drift_without_new_labels_is_an_alert_not_a_retrain() -> None:
+    plan = {
+        "retrain": False,
+        "reason": "drift detected, retraining needs labels: 0 labelled rows < minimum 100",
+    }
+    summary = build_prediction_summary(
+        scoring={"rows": 10},
+        model={},
+        business={},
+        drift={"drifted": True, "reason": "12 of 25 columns drifted", "columns": []},
+        artifact_uris={},
+        stage_seconds={},
+        run_root="/r",
+        plan={**plan, "alert": plan["reason"]},
+    )
+    assert summary["retrain"]["triggered"] is False and summary["retrain"]["drift_detected"] is True
+    assert summary["retrain"]["training_summary"] is None
+    assert summary["alerts"] == [plan["reason"]]

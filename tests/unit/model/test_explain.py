@@ -99,6 +99,34 @@ def test_permutation_shap_is_exact_on_a_linear_model(data, logreg_model) -> None
     assert base == pytest.approx(exact_base)
 
 
+def test_a_summarised_background_keeps_the_mean_and_permutation_shap_additive(data, logreg_model) -> None:
+    X, y = data
+    centroids, weights = E.summarize_background(X, 7)
+    assert centroids.shape == (7, X.shape[1]) and weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights @ centroids, X.mean(axis=0), atol=1e-12)  # the mean exactly
+    # linear SHAP depends on the mean only: the summary changes nothing
+    summarised = E.contributions(logreg_model, "logreg", X[:10], centroids, background_weights=weights)
+    full = E.contributions(logreg_model, "logreg", X[:10], X)
+    np.testing.assert_allclose(summarised[1], full[1], atol=1e-12)
+    np.testing.assert_allclose(summarised[0], full[0], atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlp = make_estimator("mlp", {"hidden_layer_sizes": [8], "max_iter": 60}, seed=0).fit(X, y)
+    base, values = E.contributions(mlp, "mlp", X[:12], centroids, background_weights=weights)
+    np.testing.assert_allclose(values.sum(1) + base, predict_logit(mlp, X[:12]), atol=1e-6)
+    np.testing.assert_allclose(base, weights @ predict_logit(mlp, centroids), atol=1e-12)
+    # on a linear model permutation SHAP over the weighted summary is exact, as over the rows
+    values, _ = E._permutation_shap(logreg_model, X[:5], centroids, weights=weights)
+    np.testing.assert_allclose(values, E._linear_shap(logreg_model, X[:5], X)[0], atol=1e-10)
+
+
+def test_a_background_no_larger_than_the_summary_is_kept_as_it_is(data) -> None:
+    X, _ = data
+    rows, weights = E.summarize_background(X[:5], 12)
+    np.testing.assert_array_equal(rows, X[:5])
+    np.testing.assert_allclose(weights, np.full(5, 0.2))
+
+
 def test_blend_shap_is_the_weighted_sum_of_member_shap_and_additive(data, xgb_model, logreg_model) -> None:
     X, _ = data
     blend = BlendModel({"xgboost": xgb_model, "logreg": logreg_model}, {"xgboost": 0.6, "logreg": 0.5}, 0.3)

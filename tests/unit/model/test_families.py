@@ -147,3 +147,23 @@ def test_the_unvalidated_path_equals_scikit_learn(data, fitted, activation: str)
             expected = model.predict_proba(batch)[:, 1]
             np.testing.assert_allclose(predict_proba(model, batch), expected, rtol=1e-12)
     np.testing.assert_allclose(predict_logit(logreg, rows), logreg.decision_function(rows), rtol=1e-12)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_xgboost_probabilities_and_margins_are_the_wrappers_to_the_bit(early_stopping: bool) -> None:
+    """predict_proba / predict_logit call the booster as XGBClassifier does, minus its per-call
+    configuration: the same numbers exactly, missing values and early stopping included."""
+    import xgboost as xgb
+
+    X, y = make_classification(n_samples=500, n_features=8, random_state=0)
+    X[::9, 2] = np.nan
+    params = {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.3, "n_jobs": 1, "random_state": 0}
+    if early_stopping:
+        model = xgb.XGBClassifier(**params, early_stopping_rounds=3)
+        model.fit(X[:350], y[:350], eval_set=[(X[350:], y[350:])], verbose=False)
+        assert model.best_iteration < 199
+    else:
+        model = xgb.XGBClassifier(**params).fit(X, y)
+    for rows in (X[:1], X[:77]):
+        np.testing.assert_array_equal(predict_proba(model, rows), model.predict_proba(rows)[:, 1])
+        np.testing.assert_array_equal(predict_logit(model, rows), model.predict(rows, output_margin=True))

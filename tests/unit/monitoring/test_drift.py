@@ -1,4 +1,4 @@
-"""Drift: Evidently's share on crafted shifted vs unshifted frames, the score PSI, the retrain table."""
+"""Drift: Evidently's share on crafted shifted vs unshifted frames, the score PSI."""
 
 from __future__ import annotations
 
@@ -130,31 +130,3 @@ def test_current_from_log_reads_the_recent_records(tmp_path: Path) -> None:
     assert found["Income"].tolist() == [2.0]
     with pytest.raises(DataValidationError, match="no records"):
         D.current_from_log(tmp_path / "log", hours=1, model_version="v0009")
-
-
-# ---------------------------------------------------------------------------------- retraining
-
-
-def test_retraining_table_adds_new_labelled_rows_and_passes_ingest(reg: BuiltRegistry) -> None:
-    config = Config()
-    reference = reg.train  # validated: dropped columns gone, target 0/1, dates parsed
-    new = validate(generate_marketing(rows=200, seed=9, drift=1.0), config.dataset, "new").frame
-    new.loc[0, "ID"] = reference["ID"].iloc[0]  # a customer seen again: the newer row wins
-    table, retrain_config = D.retraining_table(reference, new, config)
-
-    seen_again = reference["ID"].isin(set(new["ID"])).sum()  # random synthetic ids collide too
-    assert seen_again >= 1
-    assert len(table) == len(reference) - seen_again + 200
-    assert table["ID"].is_unique
-    assert retrain_config.dataset.drop_columns == []  # Z_CostContact/Z_Revenue are not in the table
-    assert retrain_config.dataset.positive_label == "1"
-    checked = validate(table, retrain_config.dataset, "retrain.parquet")  # the training ingest accepts it
-    assert len(checked.frame) == len(table)
-    assert table.dtypes.equals(reference.dtypes)
-
-
-def test_retraining_table_without_labels_is_the_reference(reg: BuiltRegistry) -> None:
-    table, _ = D.retraining_table(reg.train, None, Config())
-    pd.testing.assert_frame_equal(table, reg.train.reset_index(drop=True))
-    with pytest.raises(DataValidationError, match="Income"):
-        D.retraining_table(reg.train, reg.train.drop(columns=["Income"]).head(3), Config())

@@ -20,7 +20,7 @@ from components.model.families import make_estimator
 from components.model.features import fit_transformer
 from components.registry import local as R
 from components.shared.config import DatasetSpec, FeatureConfig
-from components.shared.errors import BundleError, RegistryError
+from components.shared.errors import BundleError, IdenticalVersionError, RegistryError
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "tiny-propensity"
@@ -58,11 +58,27 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame) ->
     return directory
 
 
+def variant(bundle_dir: Path, directory: Path, threshold: float) -> Path:
+    """The same model with another threshold: other answers, so a version of its own."""
+    bundle = load_bundle(bundle_dir)
+    bundle.threshold = threshold
+    save_bundle(bundle, directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def other_bundle_dirs(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> list[Path]:
+    root = tmp_path_factory.mktemp("variants")
+    return [variant(bundle_dir, root / f"t{t}", t) for t in (0.55, 0.6)]
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_register_numbers_versions_and_records_metadata(tmp_path: Path, bundle_dir: Path) -> None:
+def test_register_numbers_versions_and_records_metadata(
+    tmp_path: Path, bundle_dir: Path, other_bundle_dirs: list[Path]
+) -> None:
     registry = R.LocalRegistry(tmp_path)
     assert registry.versions(MODEL) == [] and registry.champion(MODEL) is None
 
@@ -76,7 +92,7 @@ def test_register_numbers_versions_and_records_metadata(tmp_path: Path, bundle_d
 
     registry.set_alias(MODEL, "champion", v1)
     assert registry.champion(MODEL) == "v0001"
-    assert registry.register(MODEL, bundle_dir, {}) == "v0002"
+    assert registry.register(MODEL, other_bundle_dirs[0], {}) == "v0002"
     assert [m["version"] for m in registry.versions(MODEL)] == ["v0001", "v0002"]
     assert registry.resolve(MODEL) == tmp_path / MODEL / "versions" / "v0001"
     assert registry.resolve(MODEL, "v0002").name == "v0002"
@@ -135,7 +151,7 @@ def test_a_damaged_bundle_is_not_registered(tmp_path: Path, bundle_dir: Path) ->
 
 
 def test_interrupted_register_leaves_versions_and_champion_intact(
-    tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bundle_dir: Path, other_bundle_dirs: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry = R.LocalRegistry(tmp_path)
     registry.register(MODEL, bundle_dir, {})
@@ -147,14 +163,14 @@ def test_interrupted_register_leaves_versions_and_champion_intact(
 
     monkeypatch.setattr(R.os, "rename", failing_rename)
     with pytest.raises(OSError, match="power cut"):
-        registry.register(MODEL, bundle_dir, {})
+        registry.register(MODEL, other_bundle_dirs[0], {})
     monkeypatch.undo()
 
     assert [m["version"] for m in registry.versions(MODEL)] == ["v0001"]
     assert registry.champion(MODEL) == "v0001"
     assert snapshot(tmp_path / MODEL / "versions") == before
     assert registry.load(MODEL).family == "logreg"
-    assert registry.register(MODEL, bundle_dir, {}) == "v0002"
+    assert registry.register(MODEL, other_bundle_dirs[0], {}) == "v0002"
 
 
 def test_interrupted_alias_write_keeps_the_old_alias(
@@ -190,7 +206,7 @@ def _run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_crash_mid_register_leaves_a_tmp_dir_that_is_ignored_then_cleaned(
-    tmp_path: Path, bundle_dir: Path
+    tmp_path: Path, bundle_dir: Path, other_bundle_dirs: list[Path]
 ) -> None:
     registry = R.LocalRegistry(tmp_path)
     registry.register(MODEL, bundle_dir, {})
@@ -200,7 +216,7 @@ def test_a_crash_mid_register_leaves_a_tmp_dir_that_is_ignored_then_cleaned(
         import os
         from components.registry import local as R
         R.os.rename = lambda src, dst: os._exit(9)  # the process dies just before the rename
-        R.LocalRegistry({str(tmp_path)!r}).register({MODEL!r}, {str(bundle_dir)!r}, {{}})
+        R.LocalRegistry({str(tmp_path)!r}).register({MODEL!r}, {str(other_bundle_dirs[0])!r}, {{}})
         """
     )
     assert crashed.returncode == 9, crashed.stderr
@@ -209,7 +225,7 @@ def test_a_crash_mid_register_leaves_a_tmp_dir_that_is_ignored_then_cleaned(
 
     assert [m["version"] for m in registry.versions(MODEL)] == ["v0001"]
     assert registry.load(MODEL, "champion").family == "logreg"
-    assert registry.register(MODEL, bundle_dir, {}) == "v0002"
+    assert registry.register(MODEL, other_bundle_dirs[0], {}) == "v0002"
     assert not list((tmp_path / MODEL).glob(".tmp-*"))
 
 
@@ -245,10 +261,12 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path: Path, bundle_d
     assert [m["version"] for m in registry.versions(MODEL)] == sorted(found)
 
 
-def test_rollback_unwinds_champion_history(tmp_path: Path, bundle_dir: Path) -> None:
+def test_rollback_unwinds_champion_history(
+    tmp_path: Path, bundle_dir: Path, other_bundle_dirs: list[Path]
+) -> None:
     registry = R.LocalRegistry(tmp_path)
-    for _ in range(3):
-        version = registry.register(MODEL, bundle_dir, {})
+    for directory in [bundle_dir, *other_bundle_dirs]:
+        version = registry.register(MODEL, directory, {})
         registry.set_alias(MODEL, "champion", version, actor="ci")
     assert registry.champion(MODEL) == "v0003"
 
@@ -338,3 +356,41 @@ def test_registry_files_get_the_umask_modes_not_private_temp_modes(
     }
     assert wrong == {}
     assert any(p.name == "metadata.json" for p in modes) and any(p.name == "v0001" for p in modes)
+
+
+def test_a_version_identical_to_the_champion_is_refused(
+    tmp_path: Path, bundle_dir: Path, other_bundle_dirs: list[Path]
+) -> None:
+    """The same model files, threshold and temperature as the champion: refused, nothing written,
+    the alias stays; a bundle saved again later (new bundle.json, same model files) is the same model."""
+    registry = R.LocalRegistry(tmp_path)
+    registry.set_alias(MODEL, "champion", registry.register(MODEL, bundle_dir, {}))
+    saved_again = tmp_path / "saved-again"
+    bundle = load_bundle(bundle_dir)
+    bundle.created_at = "2030-01-01T00:00:00+00:00"
+    save_bundle(bundle, saved_again)
+    assert (saved_again / "bundle.json").read_bytes() != (bundle_dir / "bundle.json").read_bytes()
+    before = snapshot(tmp_path / MODEL)
+    for directory in (bundle_dir, saved_again):
+        with pytest.raises(IdenticalVersionError, match=r"byte-identical to champion v0001's") as info:
+            registry.register(MODEL, directory, {})
+        assert "transformer.skops, model.skops" in str(info.value)
+        assert "champion alias stays on v0001" in str(info.value)
+    assert snapshot(tmp_path / MODEL) == before  # no version, no temp folder, alias unchanged
+    assert registry.champion(MODEL) == "v0001"
+
+    # another threshold serves other answers: a version of its own
+    assert registry.register(MODEL, other_bundle_dirs[0], {}) == "v0002"
+
+
+def test_saving_a_bundle_twice_gives_byte_identical_model_files(tmp_path: Path, bundle_dir: Path) -> None:
+    """skops files name objects by memory address and zip entries by time; both are fixed when saved."""
+    for name in ("a", "b"):
+        bundle = load_bundle(bundle_dir)
+        save_bundle(bundle, tmp_path / name)
+    for file in ("transformer.skops", "model.skops"):
+        assert (
+            (tmp_path / "a" / file).read_bytes()
+            == (tmp_path / "b" / file).read_bytes()
+            == (bundle_dir / file).read_bytes()
+        )

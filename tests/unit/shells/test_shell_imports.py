@@ -46,7 +46,7 @@ def project_modules(source: str) -> tuple[str, ...]:
 
 def test_both_pipelines_have_shells() -> None:
     assert {"ingest", "tune", "package", "gate", "deploy", "summarize"} <= set(SHELLS)
-    assert {"score_batch", "check_drift", "prepare_retraining", "summarize_prediction"} <= set(SHELLS)
+    assert {"score_batch", "check_drift", "plan_retraining", "summarize_prediction"} <= set(SHELLS)
 
 
 def missing_imports(source: str) -> list[str]:
