@@ -125,6 +125,17 @@ def copy_registry(source: Path, target: Path) -> Path:
     return target
 
 
+def variant(source: Path, step: int, folder: Path) -> Path:
+    """A copy of the bundle at ``source`` with its threshold moved by ``step`` hundredths: another
+    model as far as the registry is concerned (it refuses a byte-identical one)."""
+    from components.model.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(source)
+    bundle.threshold = min(0.99, bundle.threshold + 0.01 * step)
+    save_bundle(bundle, folder / f"variant-{step}")
+    return folder / f"variant-{step}"
+
+
 def to_json_value(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -527,7 +538,9 @@ def test_hot_swap_and_rollback_under_load_fail_no_request(trained_registry: Any,
     root = copy_registry(trained_registry.root, tmp_path / "registry")
     registry = LocalRegistry(root)
     first = registry.champion(name)
-    second = registry.register(name, registry.resolve(name, first), {"note": "hot swap test"})
+    second = registry.register(
+        name, variant(registry.resolve(name, first), 1, tmp_path), {"note": "hot swap"}
+    )
     server = start_server(
         tmp_path, "--registry", str(root), "--model-name", name, "--log-dir", str(tmp_path / "log")
     )
@@ -565,9 +578,10 @@ def test_a_broken_or_missing_new_champion_keeps_the_old_model_serving(
     root = copy_registry(trained_registry.root, tmp_path / "registry")
     registry = LocalRegistry(root)
     first = registry.champion(name)
-    corrupt = registry.register(name, registry.resolve(name, first), {"note": "to be corrupted"})
-    missing = registry.register(name, registry.resolve(name, first), {"note": "to be deleted"})
-    good = registry.register(name, registry.resolve(name, first), {"note": "good"})
+    source = registry.resolve(name, first)
+    corrupt = registry.register(name, variant(source, 1, tmp_path), {"note": "to be corrupted"})
+    missing = registry.register(name, variant(source, 2, tmp_path), {"note": "to be deleted"})
+    good = registry.register(name, variant(source, 3, tmp_path), {"note": "good"})
     corrupt_dir = registry.resolve(name, corrupt)
     (corrupt_dir / "bundle.json").write_text((corrupt_dir / "bundle.json").read_text() + " ")
     shutil.rmtree(registry.resolve(name, missing))
