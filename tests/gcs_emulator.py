@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.loopback import answer_json, serve_on_loopback, stop_server
+
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
 _PRECONDITION_BODY = {
     "error": {
@@ -136,13 +138,6 @@ class _Route:
     kind: str  # upload | resumable-chunk | object | download | other
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up (closed pools at shutdown, dropped connections) are not errors."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 @dataclass
 class GcsProxy:
     """Loopback proxy adding generation preconditions and fault injection (see module docstring)."""
@@ -190,28 +185,11 @@ class GcsProxy:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> GcsProxy:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self) -> None:
-                proxy._serve(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_on_loopback(self._serve)
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        stop_server(self.server)
 
     # ------------------------------------------------------------------ request handling
 
@@ -358,14 +336,7 @@ class GcsProxy:
         handler.end_headers()
         handler.wfile.write(data)
 
-    @staticmethod
-    def _answer(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json; charset=UTF-8")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+    _answer = staticmethod(answer_json)
 
 
 def _upload_name(body: bytes, content_type: str) -> str | None:

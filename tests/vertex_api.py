@@ -20,7 +20,8 @@ What is served, and the rules it follows (Google's documented behaviour, checked
   (the SDK adds it to ``versionAliases`` for ``is_default_version=True``; a model's first version
   always gets it). Aliases must match ``[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]`` and must not look
   like a version id; labels follow GCP's label rules.
-  ``models/{id}/evaluations:import`` / ``evaluations`` list keep model evaluations.
+  ``models/{id}@{version}/evaluations:import`` and the ``evaluations`` list keep each version's
+  model evaluations (``metricsSchemaUri`` and ``metrics`` required).
 * **Endpoints** (``EndpointService``): create (an operation), get, list, ``:deployModel`` and
   ``:undeployModel`` (operations). A traffic split, when given, must sum to 100 and name only
   deployed models (``"0"`` is the model being deployed); a model with a container spec needs
@@ -29,7 +30,11 @@ What is served, and the rules it follows (Google's documented behaviour, checked
 * **Operations**: every operation is answered not-done at first and done on its
   ``done_after_polls``-th get (``GET .../operations/{id}`` under any parent), as Vertex does.
 * **Pipeline jobs** (``PipelineService``): create (``pipelineJobId`` or a generated id; 409 when
-  the id exists), get, which moves the job to ``pipeline_outcome`` after ``pipeline_polls`` gets.
+  the id exists; its ``system.PipelineRun`` metadata context in ``jobDetail``), get, which moves the
+  job to ``pipeline_outcome`` after ``pipeline_polls`` gets.
+* **Metadata** (what Experiments logging calls): ``metadataStores`` create (an operation) and get;
+  ``contexts`` / ``executions`` / ``artifacts`` create (409 on an existing id), get, list, patch;
+  ``contexts/{id}:addContextChildren`` and ``:addContextArtifactsAndExecutions``.
 * **Lists**: ``filter`` (``display_name="x"``, ``labels.key="v"``, ``labels.key:*``, joined by
   ``AND``; anything else is a 400, so a query this API does not understand never matches silently),
   ``pageSize`` (capped by ``page_size``) and ``pageToken``.
@@ -56,6 +61,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.loopback import answer_json, serve_on_loopback, stop_server
 
 Json = dict[str, Any]
 Answer = tuple[int, Json]
@@ -147,7 +154,7 @@ class VertexApi:
     endpoints: dict[str, Json] = field(default_factory=dict)
     operations: dict[str, Json] = field(default_factory=dict)
     pipeline_jobs: dict[str, Json] = field(default_factory=dict)
-    evaluations: dict[str, list[Json]] = field(default_factory=dict)  # model id -> evaluations
+    evaluations: dict[str, list[Json]] = field(default_factory=dict)  # "ID@VERSION" -> evaluations
     metadata: dict[str, Json] = field(default_factory=dict)  # resource name -> store/context/...
     server: ThreadingHTTPServer | None = None
     _routes: list[_Route] = field(default_factory=list)
@@ -238,28 +245,11 @@ class VertexApi:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> VertexApi:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self) -> None:
-                api._serve(self)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_on_loopback(self._serve)
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        stop_server(self.server)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -280,12 +270,7 @@ class VertexApi:
         call.status = status
         with self._lock:
             self.requests.append(call)
-        data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json; charset=UTF-8")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        answer_json(handler, status, body)
 
     def _dispatch(self, call: Call) -> Answer:
         with self._lock:
@@ -379,7 +364,7 @@ class VertexApi:
             "GET",
             "models/{model}/evaluations",
             lambda call, model: self.page(
-                call, self.evaluations.get(self._model(model)["id"], []), "modelEvaluations"
+                call, self.evaluations.get(self._version_key(model), []), "modelEvaluations"
             ),
         )
 
@@ -490,6 +475,10 @@ class VertexApi:
         self._move_aliases(found, record["versionId"], added)
         return 200, record
 
+    def _version_key(self, reference: str) -> str:
+        """``ID@VERSION`` of a reference to a model version (evaluations belong to one version)."""
+        return f"{self._model(reference)['id']}@{self.version(reference)['versionId']}"
+
     def _import_evaluation(self, call: Call, model: str) -> Answer:
         record = self.version(model)
         evaluation = dict(call.body.get("modelEvaluation") or {})
@@ -497,7 +486,7 @@ class VertexApi:
             raise ApiError(400, "model_evaluation.metrics_schema_uri and metrics are required")
         evaluation["name"] = f"{record['name']}/evaluations/{self.next_id()}"
         evaluation["createTime"] = now()
-        self.evaluations.setdefault(self._model(model)["id"], []).append(evaluation)
+        self.evaluations.setdefault(self._version_key(model), []).append(evaluation)
         return 200, evaluation
 
     # ------------------------------------------------------------------ endpoints
@@ -713,9 +702,27 @@ class VertexApi:
             "state": "PIPELINE_STATE_PENDING",
             "createTime": stamp,
             "updateTime": stamp,
+            "jobDetail": {"pipelineRunContext": self._pipeline_run_context(job_id, call.body)},
         }
         self.pipeline_jobs[job_id] = {"job": job, "polls": 0}
         return 200, job
+
+    def _pipeline_run_context(self, job_id: str, job: Json) -> Json:
+        """The ``system.PipelineRun`` context Vertex records for every run (Experiments link to it)."""
+        store = f"{self.parent}/metadataStores/default"
+        self.metadata.setdefault(store, {"name": store, "createTime": now(), "updateTime": now()})
+        name = f"{store}/contexts/{job_id}"
+        self.metadata[name] = {
+            "name": name,
+            "displayName": job_id,
+            "schemaTitle": "system.PipelineRun",
+            "schemaVersion": "0.0.1",
+            "metadata": {"labels": job.get("labels") or {}},
+            "createTime": now(),
+            "updateTime": now(),
+            "etag": "1",
+        }
+        return self.metadata[name]
 
     def _get_pipeline_job(self, call: Call, job: str) -> Answer:
         state = self.pipeline_jobs.get(job)

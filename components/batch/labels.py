@@ -24,7 +24,7 @@ from components.batch.validation import validate_batch
 from components.data.reading import read_table
 from components.data.validation import label_key
 from components.model.bundle import ModelBundle
-from components.monitoring.prediction_log import CLASH_PREFIX, RECORD_FIELDS, PredictionLog
+from components.monitoring.prediction_log import CLASH_PREFIX, RECORD_FIELDS
 from components.monitoring.retraining import OBSERVED_AT
 from components.shared.errors import DataValidationError
 
@@ -142,7 +142,9 @@ def join_labels(uri: str, log_dir: str | Path, bundle: ModelBundle, max_rows: in
     """Labels joined by id to the latest logged prediction of each customer, validated as a batch."""
     id_columns, target, _ = _schema_names(bundle)
     labels, blank = read_labels(uri, bundle)
-    log = PredictionLog(Path(log_dir)).read()
+    from components.monitoring.gcs_log import open_prediction_log  # a directory or a gs:// prefix
+
+    log = open_prediction_log(log_dir).read()
     if log.empty:
         raise DataValidationError(
             f"prediction log {log_dir} has no records: labels ({uri}) join to scored customers only"

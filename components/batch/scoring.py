@@ -29,8 +29,6 @@ from components.batch.champion import Champion
 from components.batch.reading import needed_columns, read_batch
 from components.batch.validation import ValidatedBatch, validate_batch
 from components.model.bundle import ModelBundle
-from components.shared import gcs as storage
-from components.shared.errors import DataValidationError
 
 DEFAULT_CHUNK_ROWS = 50_000
 PREDICTION_COLUMNS = ("id", "probability", "calibrated_probability", "label", "model_version", "scored_at")
@@ -149,20 +147,6 @@ def log_frame(champion: Champion, batch: ValidatedBatch, predictions: pd.DataFra
     return pd.DataFrame(columns, copy=False)
 
 
-def local_directory(uri: str) -> Path:
-    """A directory for a local path, or for gs://bucket/x its Cloud Storage FUSE path /gcs/bucket/x."""
-    if storage.is_gcs(uri):
-        bucket, name = storage.split_uri(uri)
-        fuse = Path("/gcs") / bucket / name
-        if not Path("/gcs").is_dir():
-            raise DataValidationError(
-                f"{uri}: a gs:// prediction log needs the Cloud Storage FUSE mount /gcs (Vertex AI); "
-                "use a local directory here"
-            )
-        return fuse
-    return Path(uri).expanduser()
-
-
 def scored_at_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -229,11 +213,11 @@ def run_batch_scoring(
     seconds["write"] = time.perf_counter() - start
     log_path = None
     if log_dir:
-        from components.monitoring.prediction_log import PredictionLog
+        from components.monitoring.gcs_log import open_prediction_log
 
         start = time.perf_counter()
         log_path = str(
-            PredictionLog(Path(log_dir)).append_frame(log_frame(champion, batch, predictions), "batch")
+            open_prediction_log(log_dir).append_frame(log_frame(champion, batch, predictions), "batch")
         )
         seconds["log"] = time.perf_counter() - start
     seconds = {k: round(v, 4) for k, v in seconds.items()}

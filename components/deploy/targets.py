@@ -24,6 +24,7 @@ from typing import Any
 
 from components.model.bundle import BUNDLE_FILE, bundle_digest
 from components.registry.uri import open_registry
+from components.serving.settings import PREDICTION_LOG_ENV
 from components.shared.config import Config
 from components.shared.errors import IdenticalVersionError, RegistryError
 
@@ -88,6 +89,11 @@ def _deploy_local(
     }
 
 
+def prediction_log_uri(registry_uri: str, model_name: str) -> str:
+    """The prediction log's place in a registry: ``<registry>/<model>/prediction_log``."""
+    return f"{registry_uri.rstrip('/')}/{model_name}/prediction_log"
+
+
 def register_once(registry: Any, model_name: str, bundle_dir: Path, metadata: dict[str, Any]) -> str:
     """The version this run registered for this exact bundle before (a retry), else a new one."""
     digest = bundle_digest(bundle_dir)
@@ -129,7 +135,13 @@ def _deploy_vertex(
         "managed-by": "propensity",
     }
     artifact_uri = str(registry.resolve(model_name, version))
-    deployment = vertex.deploy_model(sdk, settings, model_name, version, artifact_uri, labels)
+    # The endpoint writes its prediction log next to the model in the GCS registry (batched
+    # objects), where the prediction pipeline's drift check (drift_source=log) reads it.
+    environment = {PREDICTION_LOG_ENV: prediction_log_uri(registry_uri, model_name)}
+    evaluation = vertex.model_evaluation(described.get("metrics") or {}, version)
+    deployment = vertex.deploy_model(
+        sdk, settings, model_name, version, artifact_uri, labels, environment, evaluation
+    )
     alias = vertex.CHAMPION if deployment.canary_percent == 0 else vertex.CHALLENGER
     registry.set_alias(model_name, alias, version)
     experiment_run = vertex.log_experiment(
@@ -162,6 +174,7 @@ def _deploy_vertex(
         "vertex": deployment.to_dict(),
         "vertex_model_uri": deployment.model_uri(),
         "vertex_endpoint_uri": deployment.endpoint_uri(),
+        "prediction_log_uri": environment[PREDICTION_LOG_ENV],
         "experiment": settings.experiment or None,
         "experiment_run": experiment_run,
     }

@@ -10,7 +10,9 @@ the same registry version finishes the earlier one instead of starting over:
    (``registry-version`` and ``run-id``): an earlier upload of this registry version by this run
    is reused. Otherwise the bundle is uploaded as a new version (``parent_model``) or as the first
    version of a new model, with the serving image, the bundle's gs:// directory as
-   ``artifact_uri``, the labels, and only the registry version as alias (``v0003``), not default.
+   ``artifact_uri``, the labels, the container's environment (where it logs its predictions), and
+   only the registry version as alias (``v0003``), not default. The gate's test metrics are
+   imported into the version as a model evaluation, once.
 3. Unless that version already serves traffic on the endpoint, ``endpoint.deploy`` gives it 100%
    of the traffic, or the canary percentage (the SDK scales the versions already serving down
    proportionally). A canary on an endpoint that serves nothing yet is a full rollout.
@@ -37,6 +39,10 @@ _ALIAS_RE = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
 _LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _RUN_RE = re.compile(r"[^a-z0-9-]+")
+# The schema the Vertex console renders a classification evaluation with (Model Registry, Evaluate tab).
+CLASSIFICATION_METRICS_SCHEMA = (
+    "gs://google-cloud-aiplatform/schema/modelevaluation/classification_metrics_1.0.0.yaml"
+)
 
 
 class VertexSdk(Protocol):
@@ -95,6 +101,7 @@ class VertexDeployment:
     canary_percent: int = 0
     location: str = ""
     reused_upload: bool = False  # an earlier try had uploaded this registry version
+    evaluation: str | None = None  # the ModelEvaluation resource holding the gate's test metrics
 
     def model_uri(self) -> str:
         return f"https://{self.location}-aiplatform.googleapis.com/v1/{self.versioned_model_name}"
@@ -151,8 +158,15 @@ def deploy_model(
     registry_version: str,
     artifact_uri: str,
     labels: dict[str, str],
+    environment: dict[str, str] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> VertexDeployment:
-    """Upload ``artifact_uri`` as a model version (once), deploy it, name it, retire idle versions."""
+    """Upload ``artifact_uri`` as a model version (once), deploy it, name it, retire idle versions.
+
+    ``environment``: the serving container's variables (e.g. where it writes its prediction log).
+    ``evaluation``: a ModelEvaluation (``model_evaluation``) imported into the version once, so the
+    console shows the gate's test metrics on it.
+    """
     settings.require_deployable()
     if not artifact_uri.startswith("gs://"):
         raise ValueError(f"Vertex AI reads model artifacts from GCS; {artifact_uri!r} is not a gs:// URI")
@@ -185,10 +199,12 @@ def deploy_model(
             serving_container_predict_route=settings.predict_route,
             serving_container_health_route=settings.health_route,
             serving_container_ports=[settings.port],
+            serving_container_environment_variables=environment or None,
             sync=True,
             **where,
         )
 
+    evaluation_name = import_evaluation_once(model, evaluation) if evaluation else None
     deployed_id = _serving_id(endpoint, model)
     canary = 0
     if deployed_id is None:
@@ -229,7 +245,41 @@ def deploy_model(
         canary_percent=canary,
         location=settings.location,
         reused_upload=reused,
+        evaluation=evaluation_name,
     )
+
+
+def model_evaluation(metrics: dict[str, Any], registry_version: str) -> dict[str, Any] | None:
+    """The test metrics of the gate as a Vertex ModelEvaluation (classification schema); None
+    without the three the schema centres on (ROC-AUC, PR-AUC, log-loss)."""
+    if not all(isinstance(metrics.get(k), int | float) for k in ("roc_auc", "pr_auc", "log_loss")):
+        return None
+    at_threshold = {
+        "confidenceThreshold": metrics.get("threshold"),
+        "precision": metrics.get("precision"),
+        "recall": metrics.get("recall"),
+        "f1Score": metrics.get("f1"),
+    }
+    return {
+        "display_name": f"test split, registry {registry_version}",
+        "metrics_schema_uri": CLASSIFICATION_METRICS_SCHEMA,
+        "metrics": {
+            "auRoc": float(metrics["roc_auc"]),
+            "auPrc": float(metrics["pr_auc"]),
+            "logLoss": float(metrics["log_loss"]),
+            "confidenceMetrics": [{k: float(v) for k, v in at_threshold.items() if v is not None}],
+        },
+    }
+
+
+def import_evaluation_once(model: Any, evaluation: dict[str, Any]) -> str:
+    """Import ``evaluation`` into the model version unless a retry already did (same display name)."""
+    parent = f"{_base_name(model.resource_name)}@{model.version_id}"
+    client = model.api_client
+    for existing in client.list_model_evaluations(parent=parent):
+        if existing.display_name == evaluation["display_name"]:
+            return str(existing.name)
+    return str(client.import_model_evaluation(parent=parent, model_evaluation=evaluation).name)
 
 
 def version_filter(labels: dict[str, str]) -> str:

@@ -118,10 +118,10 @@ def current_from_log(
     now: datetime | None = None,
 ) -> pd.DataFrame:
     """The prediction log's records of the last ``hours`` (optionally one model version)."""
-    from components.monitoring.prediction_log import PredictionLog
+    from components.monitoring.gcs_log import open_prediction_log
 
     since = (now or datetime.now(UTC)) - timedelta(hours=hours)
-    records = PredictionLog(Path(log_dir)).read(since=since, model_version=model_version)
+    records = open_prediction_log(log_dir).read(since=since, model_version=model_version)
     if records.empty:
         which = f" of model version {model_version}" if model_version else ""
         raise DataValidationError(

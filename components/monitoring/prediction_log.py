@@ -93,7 +93,7 @@ class PredictionLog:
         """
         if not records:
             return
-        payload = b"".join(orjson.dumps(r, default=_json_default) + b"\n" for r in records)
+        payload = b"".join(orjson.dumps(r, default=json_default) + b"\n" for r in records)
         with self._lock:
             handle = self._open(self.endpoint_path())
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -142,13 +142,9 @@ class PredictionLog:
         (now), source (``source``), and null model_name, id, threshold; calibrated_probability
         defaults to probability.
         """
-        missing = [c for c in REQUIRED_FRAME_FIELDS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"prediction log frame lacks column(s): {', '.join(missing)}")
-        out = _with_record_fields(frame, source)
+        out = with_record_fields(frame, source)
         self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        path = self.directory / f"{BATCH_PREFIX}{stamp}-{uuid.uuid4().hex}.parquet"
+        path = self.directory / batch_part_name()
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             out.to_parquet(tmp, index=False)
@@ -169,43 +165,13 @@ class PredictionLog:
         records at or after it and ``model_version`` keeps one version. Lines cut short by a crash
         are skipped. Columns: the record fields, then the input columns in first-seen order.
         """
-        since_ts = _utc(since) if since is not None else None
-        frames = [self._read_jsonl(path) for path in self._endpoint_files(since_ts)]
-        frames += [pd.read_parquet(path) for path in sorted(self.directory.glob(f"{BATCH_PREFIX}*.parquet"))]
-        frames = [f for f in frames if len(f)]
-        if not frames:
-            return pd.DataFrame(columns=list(RECORD_FIELDS))
-        merged = _concat(frames)
-        merged["timestamp"] = pd.to_datetime(merged["timestamp"], utc=True, format="ISO8601")
-        if since_ts is not None:
-            merged = merged[merged["timestamp"] >= since_ts]
-        if model_version is not None:
-            merged = merged[merged["model_version"] == model_version]
-        merged = merged.sort_values("timestamp", kind="stable").reset_index(drop=True)
-        leading = [c for c in RECORD_FIELDS if c in merged.columns]
-        return merged[leading + [c for c in merged.columns if c not in leading]]
-
-    def _endpoint_files(self, since: pd.Timestamp | None) -> list[Path]:
-        """JSONL part files, skipping days before ``since`` (a file holds records of its UTC day)."""
+        since_ts = as_utc(since) if since is not None else None
         if not self.directory.is_dir():
-            return []
-        files = sorted(self.directory.glob(f"{ENDPOINT_PREFIX}*.jsonl"))
-        if since is None:
-            return files
-        first_day = f"{since:%Y%m%d}"
-        return [p for p in files if p.name[len(ENDPOINT_PREFIX) : len(ENDPOINT_PREFIX) + 8] >= first_day]
-
-    @staticmethod
-    def _read_jsonl(path: Path) -> pd.DataFrame:
-        rows = []
-        for line in path.read_bytes().splitlines():
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # a line cut short by a crash
-            if isinstance(record, dict):
-                rows.append(flatten_record(record))
-        return pd.DataFrame(rows)
+            return merge_parts([], since_ts, model_version)
+        names = sorted(p.name for p in self.directory.iterdir())
+        frames = [jsonl_frame((self.directory / n).read_bytes()) for n in endpoint_parts(names, since_ts)]
+        frames += [pd.read_parquet(self.directory / n) for n in names if is_batch_part(n)]
+        return merge_parts(frames, since_ts, model_version)
 
 
 class BackgroundWriter:
@@ -294,6 +260,51 @@ class BackgroundWriter:
             logger.exception("prediction log: fsync failed")
 
 
+def endpoint_parts(names: list[str], since: pd.Timestamp | None) -> list[str]:
+    """The endpoint JSONL parts among ``names``, skipping days before ``since`` (a part holds
+    records of the UTC day in its name)."""
+    parts = sorted(n for n in names if n.startswith(ENDPOINT_PREFIX) and n.endswith(".jsonl"))
+    if since is None:
+        return parts
+    first_day = f"{since:%Y%m%d}"
+    return [n for n in parts if n[len(ENDPOINT_PREFIX) : len(ENDPOINT_PREFIX) + 8] >= first_day]
+
+
+def is_batch_part(name: str) -> bool:
+    return name.startswith(BATCH_PREFIX) and name.endswith(".parquet")
+
+
+def jsonl_frame(data: bytes) -> pd.DataFrame:
+    """The records of one JSONL part, inputs spread into columns; lines cut short are skipped."""
+    rows = []
+    for line in data.splitlines():
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if isinstance(record, dict):
+            rows.append(flatten_record(record))
+    return pd.DataFrame(rows)
+
+
+def merge_parts(
+    frames: list[pd.DataFrame], since: pd.Timestamp | None, model_version: str | None
+) -> pd.DataFrame:
+    """Every part's records in one frame, oldest first, filtered as ``PredictionLog.read`` says."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(RECORD_FIELDS))
+    merged = _concat(frames)
+    merged["timestamp"] = pd.to_datetime(merged["timestamp"], utc=True, format="ISO8601")
+    if since is not None:
+        merged = merged[merged["timestamp"] >= since]
+    if model_version is not None:
+        merged = merged[merged["model_version"] == model_version]
+    merged = merged.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    leading = [c for c in RECORD_FIELDS if c in merged.columns]
+    return merged[leading + [c for c in merged.columns if c not in leading]]
+
+
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Stack part files; a column that is all null in one part takes its dtype from the others."""
     columns = list(dict.fromkeys(c for frame in frames for c in frame.columns))
@@ -309,8 +320,19 @@ def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _with_record_fields(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """A copy of ``frame`` with every record field present, record fields first."""
+def batch_part_name() -> str:
+    """A new batch part's name: its UTC time (sortable) and a random suffix (never reused)."""
+    return f"{BATCH_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex}.parquet"
+
+
+def with_record_fields(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A copy of ``frame`` with every record field present, record fields first.
+
+    ``frame`` must hold at least model_version, probability and label (ValueError otherwise).
+    """
+    missing = [c for c in REQUIRED_FRAME_FIELDS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"prediction log frame lacks column(s): {', '.join(missing)}")
     out = frame.reset_index(drop=True)  # a new frame: adding columns never touches the caller's
     n = len(out)
     defaults: dict[str, Any] = {
@@ -337,12 +359,12 @@ def _iso_strings(values: pd.Series) -> pd.Series:
     return pd.Series([ts.isoformat() for ts in stamps], index=values.index, dtype=object)
 
 
-def _utc(moment: datetime) -> pd.Timestamp:
+def as_utc(moment: datetime) -> pd.Timestamp:
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     """Values orjson does not know (numpy scalars, pandas timestamps, decimals) as plain JSON."""
     if hasattr(value, "isoformat"):
         return value.isoformat()

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -67,6 +68,15 @@ def _json(data: Any) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def _prediction_log(location: str | Path) -> Any:
+    """The local log, or the batched GCS log for a gs:// prefix (a Vertex endpoint's)."""
+    if str(location).startswith("gs://"):
+        from components.monitoring.gcs_log import GcsPredictionLog  # google-cloud-storage only then
+
+        return GcsPredictionLog(str(location))
+    return PredictionLog(location)
+
+
 class ServingApp:
     """The ASGI application (raw ASGI: the request path has no framework layers)."""
 
@@ -76,7 +86,7 @@ class ServingApp:
         self.holder = ModelHolder(self.source, settings)
         self.log_writer: BackgroundWriter | None = None
         if settings.log_dir is not None:
-            self.log_writer = BackgroundWriter(PredictionLog(settings.log_dir), expand=log_records)
+            self.log_writer = BackgroundWriter(_prediction_log(settings.log_dir), expand=log_records)
         self.batcher = Batcher()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
         self._token = f"Bearer {settings.token}".encode() if settings.token else None

@@ -17,6 +17,7 @@ from components.shared.config import ConfigError
 DEFAULT_PORT = 8080
 DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_PREDICT_ROUTE = "/predict"
+PREDICTION_LOG_ENV = "PREDICTION_LOG_DIR"  # where the endpoint logs (a directory or a gs:// prefix)
 MAX_BODY_BYTES = 1_572_864  # 1.5 MiB, Vertex AI's online prediction request limit
 
 
@@ -32,7 +33,7 @@ class ServeSettings:
     model_name: str | None = None
     alias: str = "champion"
     storage_uri: str | None = None  # serve this bundle (gs:// or local directory) instead
-    log_dir: Path | None = None
+    log_dir: Path | str | None = None  # a directory, or a gs:// prefix (batched objects)
     token: str | None = None
     max_instances: int = 1000
     accept_unknown_fields: bool = False  # ignore fields the training file never had instead of 422

@@ -33,7 +33,6 @@ def score_batch(
     from components.batch.scoring import (
         describe_scores,
         labelled_rows,
-        local_directory,
         run_batch_scoring,
         sample_for_drift,
     )
@@ -44,7 +43,7 @@ def score_batch(
     config = Config.from_json(config_json)
     with timed(predictions, config.task_timeout_seconds):
         champion = load_champion(registry_uri, config.registry_model_name, model_ref)
-        log_dir = local_directory(prediction_log_uri) if prediction_log_uri else None
+        log_dir = prediction_log_uri or None  # a directory, or a gs:// prefix (read and written directly)
         run = run_batch_scoring(batch_uri, champion, predictions.path, batch_take, write_csv, log_dir)
         monitoring, seed = config.monitoring, config.split.seed
         write_frame(sample_for_drift(run, monitoring.drift_sample_rows, seed), drift_sample.path)
@@ -121,7 +120,6 @@ def check_drift(
     """Evidently data drift (batch or recent log vs the bundle's reference) and the score's PSI."""
     from collections import namedtuple
 
-    from components.batch.scoring import local_directory
     from components.model.bundle import load_bundle, load_reference
     from components.monitoring.drift import (
         SCORE_COLUMN,
@@ -146,9 +144,7 @@ def check_drift(
         elif drift_source == "log":
             if not prediction_log_uri:
                 raise DataValidationError("drift_source 'log' needs prediction_log_uri")
-            logged = current_from_log(
-                local_directory(prediction_log_uri), drift_window_hours, pinned["version"]
-            )
+            logged = current_from_log(prediction_log_uri, drift_window_hours, pinned["version"])
             current = sample_rows(logged, monitoring.drift_sample_rows, seed)
             total, source = len(logged), f"prediction log, last {drift_window_hours:g} h"
         else:
@@ -196,7 +192,6 @@ def plan_retraining(
     from datetime import UTC, datetime
 
     from components.batch.labels import join_labels
-    from components.batch.scoring import local_directory
     from components.model.bundle import load_bundle, load_reference
     from components.monitoring.retraining import (
         OBSERVED_AT,
@@ -223,7 +218,7 @@ def plan_retraining(
             monitoring = config.monitoring
             joined = join_labels(
                 labels_uri,
-                local_directory(prediction_log_uri),
+                prediction_log_uri,
                 bundle,
                 monitoring.reference_rows,
                 config.split.seed,

@@ -135,6 +135,20 @@ resource "google_storage_bucket_iam_member" "endpoint_bucket_object_viewer" {
   member = local.endpoint_member
 }
 
+# The endpoint writes its prediction log as new objects under registry/<model>/prediction_log/
+# (never overwriting one): create-only, and only there.
+resource "google_storage_bucket_iam_member" "endpoint_prediction_log_creator" {
+  bucket = google_storage_bucket.pipeline.name
+  role   = "roles/storage.objectCreator"
+  member = local.endpoint_member
+
+  condition {
+    title       = "prediction-log-only"
+    description = "Only objects under registry/<model>/prediction_log/"
+    expression  = "resource.name.extract(\"/objects/registry/{model}/prediction_log/\") != \"\""
+  }
+}
+
 # --- Cloud Scheduler: starts the weekly retraining run ------------------------------------------------
 resource "google_service_account" "scheduler" {
   project      = var.project_id

@@ -40,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _batch_arguments(predict)
     add_config_arguments(predict)
     predict.add_argument(
-        "--log", type=Path, help="prediction log directory (default: WORKDIR/prediction_log)"
+        "--log", help="prediction log directory or gs:// prefix (default: WORKDIR/prediction_log)"
     )
     predict.add_argument("--no-log", action="store_true", help="do not append to the prediction log")
     predict.add_argument(
@@ -72,7 +72,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     score.add_argument(
         "--out", type=Path, required=True, help="output folder, or a file ending in .parquet or .csv"
     )
-    score.add_argument("--log", type=Path, help="also append the rows to this prediction log directory")
+    score.add_argument("--log", help="also append the rows to this prediction log directory or gs:// prefix")
     score.add_argument("--top", type=int, default=10, help="show this many customers by expected profit")
     score.set_defaults(handler=cmd_score)
 
@@ -87,6 +87,13 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--registry", type=Path, help="local registry directory (default: WORKDIR/registry)")
     parser.add_argument("--model-ref", default="champion", help="alias or version to score with")
+
+
+def _log_location(given: str | None, workdir: Path) -> str:
+    """A gs:// prefix as given, a local directory resolved (the default: WORKDIR/prediction_log)."""
+    if given and given.startswith("gs://"):
+        return given.rstrip("/")
+    return str(Path(given or workdir / "prediction_log").expanduser().resolve())
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -106,16 +113,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     champion = load_champion(str(registry), config.registry_model_name, args.model_ref)
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
-    log_dir = "" if args.no_log else str((args.log or workdir / "prediction_log").resolve())
+    log_dir = "" if args.no_log else _log_location(args.log, workdir)
     labels_uri = labels_input(args.labels, log_dir)
     readable = [batch_uri, *([labels_uri] if labels_uri and not labels_uri.startswith("gs://") else [])]
     tracking = tracking_uri(args.tracking_uri, workdir)
+    writable = [str(registry), *([log_dir] if log_dir and not log_dir.startswith("gs://") else [])]
     containers = plan_for(
-        args,
-        run_name,
-        workdir,
-        read_only=readable,
-        read_write=[str(registry), log_dir, *tracking_folders(tracking)],
+        args, run_name, workdir, read_only=readable, read_write=[*writable, *tracking_folders(tracking)]
     )
     context = RunContext(run_name, code_version(), args.runner, batch_uri)
     arguments = {

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.serving.settings import PREDICTION_LOG_ENV
 from components.shared.config import ConfigError
 from pipelines.cli.common import add_config_arguments, load_config
 from pipelines.runs import DEFAULT_WORKDIR
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from components.serving.settings import ServeSettings
 
 DEFAULT_REGISTRY = DEFAULT_WORKDIR / "registry"
-LOG_DIR_ENV = "PREDICTION_LOG_DIR"
+LOG_DIR_ENV = PREDICTION_LOG_ENV
 TOKEN_ENV = "PROPENSITY_TOKEN"
 
 
@@ -51,8 +52,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--token-file", type=Path, help="read the bearer token from this file")
     serve.add_argument(
         "--log-dir",
-        type=Path,
-        help=f"prediction log directory (default <registry>/<model>/prediction_log, or ${LOG_DIR_ENV})",
+        help=(
+            f"prediction log directory or gs:// prefix (default <registry>/<model>/prediction_log, "
+            f"or ${LOG_DIR_ENV})"
+        ),
     )
     serve.add_argument("--no-prediction-log", action="store_true", help="do not log predictions")
     serve.add_argument("--max-instances", type=int, default=1000, help="instances per request")
@@ -141,13 +144,12 @@ def _log_dir(
     registry: Path,
     model_name: str,
     storage_uri: str | None,
-) -> Path | None:
+) -> Path | str | None:
     if args.no_prediction_log:
         return None
-    if args.log_dir is not None:
-        return args.log_dir.resolve()
-    if environ.get(LOG_DIR_ENV):
-        return Path(environ[LOG_DIR_ENV]).resolve()
+    given = args.log_dir or environ.get(LOG_DIR_ENV)
+    if given:
+        return given.rstrip("/") if given.startswith("gs://") else Path(given).resolve()
     if storage_uri:
         return Path("prediction_log").resolve()
     return registry / model_name / "prediction_log"

@@ -202,12 +202,22 @@ def test_each_account_has_exactly_the_documented_least_privilege_roles() -> None
         ("roles/iam.serviceAccountUser", runner),
         ("roles/storage.legacyBucketReader", bucket),
     }
-    assert grants_of("endpoint") == {("roles/storage.objectViewer", bucket)}
+    assert grants_of("endpoint") == {
+        ("roles/storage.objectViewer", bucket),
+        ("roles/storage.objectCreator", bucket),
+    }
     assert grants_of("scheduler") == {
         ("roles/aiplatform.user", project),
         ("roles/iam.serviceAccountUser", runner),
         ("roles/artifactregistry.reader", kfp),
     }
+
+
+def test_the_endpoint_may_only_create_prediction_log_objects() -> None:
+    text = (TF_DIR / "iam.tf").read_text()
+    block = text[text.index('"endpoint_prediction_log_creator"') :].split("\n}\n", 1)[0]
+    assert 'role   = "roles/storage.objectCreator"' in block  # create, never overwrite or delete
+    assert 'extract(\\"/objects/registry/{model}/prediction_log/\\")' in block
 
 
 def test_every_variable_has_a_description_and_a_type() -> None:

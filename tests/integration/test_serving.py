@@ -125,6 +125,17 @@ def copy_registry(source: Path, target: Path) -> Path:
     return target
 
 
+def variant(source: Path, step: int, folder: Path) -> Path:
+    """A copy of the bundle at ``source`` with its threshold moved by ``step`` hundredths: another
+    model as far as the registry is concerned (it refuses a byte-identical one)."""
+    from components.model.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(source)
+    bundle.threshold = min(0.99, bundle.threshold + 0.01 * step)
+    save_bundle(bundle, folder / f"variant-{step}")
+    return folder / f"variant-{step}"
+
+
 def to_json_value(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -527,7 +538,9 @@ def test_hot_swap_and_rollback_under_load_fail_no_request(trained_registry: Any,
     root = copy_registry(trained_registry.root, tmp_path / "registry")
     registry = LocalRegistry(root)
     first = registry.champion(name)
-    second = registry.register(name, registry.resolve(name, first), {"note": "hot swap test"})
+    second = registry.register(
+        name, variant(registry.resolve(name, first), 1, tmp_path), {"note": "hot swap"}
+    )
     server = start_server(
         tmp_path, "--registry", str(root), "--model-name", name, "--log-dir", str(tmp_path / "log")
     )
@@ -554,6 +567,50 @@ def test_hot_swap_and_rollback_under_load_fail_no_request(trained_registry: Any,
     finally:
         server.stop()
     assert "internal error" not in server.log_text()
+
+
+def test_a_broken_or_missing_new_champion_keeps_the_old_model_serving(
+    trained_registry: Any, tmp_path: Path
+) -> None:
+    """The alias moves to a corrupt version, then to a deleted one: the endpoint keeps answering
+    with the version it had (never a 5xx, health stays 200), and takes the next good one."""
+    name = trained_registry.model_name
+    root = copy_registry(trained_registry.root, tmp_path / "registry")
+    registry = LocalRegistry(root)
+    first = registry.champion(name)
+    source = registry.resolve(name, first)
+    corrupt = registry.register(name, variant(source, 1, tmp_path), {"note": "to be corrupted"})
+    missing = registry.register(name, variant(source, 2, tmp_path), {"note": "to be deleted"})
+    good = registry.register(name, variant(source, 3, tmp_path), {"note": "good"})
+    corrupt_dir = registry.resolve(name, corrupt)
+    (corrupt_dir / "bundle.json").write_text((corrupt_dir / "bundle.json").read_text() + " ")
+    shutil.rmtree(registry.resolve(name, missing))
+    server = start_server(tmp_path, "--registry", str(root), "--model-name", name, "--no-prediction-log")
+    try:
+        body = httpx.get(server.url + "/example_request").json()
+        with Hammer(server.url, body, threads=2) as hammer:
+            for broken, what in ((corrupt, "checksum"), (missing, missing)):
+                aliases = (
+                    root / name / "aliases.json"
+                )  # written directly: set_alias refuses a missing version
+                aliases.write_text(json.dumps({**json.loads(aliases.read_text()), "champion": broken}))
+                wait_for(
+                    lambda b=broken, w=what: (
+                        f"could not load {b}" in server.log_text() and w in server.log_text()
+                    ),
+                    what=f"the failed load of {broken}",
+                )
+                time.sleep(0.5)  # more polls of the broken alias
+                assert hammer.latest_versions() == {first}
+                health = httpx.get(server.url + "/health")
+                assert health.status_code == 200 and health.json()["version"] == first
+            registry.set_alias(name, "champion", good)
+            wait_for(lambda: hammer.latest_versions() == {good}, what=f"swap to {good}")
+        statuses = {status for _, status, _ in hammer.results}
+        assert statuses == {200}, [r for r in hammer.results if r[1] != 200][:5]
+        assert {v for _, _, v in hammer.results} == {first, good}
+    finally:
+        server.stop()
 
 
 # --------------------------------------------------------------------------- prediction log
@@ -604,6 +661,45 @@ def test_prediction_log_records_every_prediction_across_restarts(
     assert log["timestamp"].is_monotonic_increasing
     expected = [i["probability"] for i in response.json()["predictions"]]
     np.testing.assert_allclose(log["probability"].tail(3), expected)
+
+
+def test_a_killed_endpoint_loses_at_most_the_unflushed_log_window(
+    trained_registry: Any, tmp_path: Path
+) -> None:
+    """SIGKILL (no shutdown at all): every prediction answered more than the flush window before
+    the kill is in the log; only the last window's may be missing, and no partial line is read."""
+    from components.monitoring.prediction_log import FLUSH_SECONDS
+
+    name = trained_registry.model_name
+    root = copy_registry(trained_registry.root, tmp_path / "registry")
+    log_dir = tmp_path / "log"
+    server = start_server(tmp_path, "--registry", str(root), "--model-name", name, "--log-dir", str(log_dir))
+    answered: list[tuple[str, float]] = []
+    try:
+        body = httpx.get(server.url + "/example_request").json()
+        with httpx.Client(timeout=10) as client:
+            started = time.monotonic()
+            while time.monotonic() - started < 1.5:
+                request_id = f"req-{len(answered)}"
+                response = client.post(
+                    server.url + "/predict", json=body, headers={"x-request-id": request_id}
+                )
+                assert response.status_code == 200
+                answered.append((request_id, time.monotonic()))
+        killed_at = time.monotonic()
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=10)
+    finally:
+        server.stop()
+    logged = set(PredictionLog(log_dir).read()["request_id"])
+    # the documented window (FLUSH_SECONDS, 50 ms) plus slack for a shared 2-core machine
+    window = FLUSH_SECONDS + 0.25
+    settled = [rid for rid, at in answered if at < killed_at - window]
+    assert len(settled) > 20
+    assert [rid for rid in settled if rid not in logged] == []
+    assert logged <= {rid for rid, _ in answered}
+    lost = len(answered) - len(logged & {rid for rid, _ in answered})
+    assert lost <= len(answered) - len(settled)
 
 
 def test_concurrent_requests_are_all_logged(served: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ def test_a_retried_deploy_reuses_the_version_its_run_registered(tmp_path: Path, 
     assert first["version"] == retried["version"] == "v0001"
     registry = LocalRegistry(registry_dir)
     assert [v["version"] for v in registry.versions("tiny-propensity")] == ["v0001"]
-    # another run of the same bundle is a new version (its own record of what was deployed)
+    # another run with the same bundle is refused as identical to the champion (not a retry)
     other = deploy_bundle(bundle_dir, {"passed": True}, config, str(registry_dir), "local", "run-2")
-    assert other["version"] == "v0002" and registry.champion("tiny-propensity") == "v0002"
+    assert other["deployed"] is False and "byte-identical" in other["reasons"][0]
+    assert [v["version"] for v in registry.versions("tiny-propensity")] == ["v0001"]

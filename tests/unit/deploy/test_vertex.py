@@ -253,11 +253,10 @@ def test_ambiguous_display_names_are_refused(vertex_api: VertexApi) -> None:
 
 def test_the_api_refuses_what_vertex_refuses(vertex_api: VertexApi) -> None:
     first = deploy("v0001")
-    endpoint = vertex_api.parent + "/endpoints/" + next(iter(vertex_api.endpoints))
+    endpoint_path = "endpoints/" + next(iter(vertex_api.endpoints))
     model = f"{first.model_resource_name}@1"
     resources = {"machineSpec": {"machineType": "n1-standard-2"}, "minReplicaCount": 1}
     half = {"deployedModel": {"model": model, "dedicatedResources": resources}, "trafficSplit": {"0": 50}}
-    endpoint_path = endpoint.split("/locations/europe-west4/")[1]
     status, body = raw(vertex_api, "POST", f"{endpoint_path}:deployModel", half)
     assert (
         status == 400
@@ -365,3 +364,59 @@ def test_deploy_bundle_vertex_needs_a_gcs_registry_and_settings(tmp_path: Any) -
         with pytest.raises(RegistryError, match="not supported"):
             deploy_bundle(tmp_path, passed, Config(), "gs://b/reg", "sagemaker", "run-1")
         assert api.requests == []
+
+
+# ------------------------------------------------------------------------------ console
+
+
+def test_the_version_carries_the_gates_test_metrics_as_a_model_evaluation(vertex_api: VertexApi) -> None:
+    metrics = {
+        "roc_auc": 0.93,
+        "pr_auc": 0.74,
+        "log_loss": 0.25,
+        "f1": 0.64,
+        "precision": 0.59,
+        "recall": 0.7,
+    }
+    evaluation = vertex.model_evaluation({**metrics, "threshold": 0.36}, "v0001")
+    uri = "gs://bucket/registry/churn/versions/v0001"
+    result = vertex.deploy_model(
+        aiplatform, settings(), "churn", "v0001", uri, labels(), evaluation=evaluation
+    )
+
+    version_key = f"{result.model_resource_name.rsplit('/', 1)[1]}@1"
+    (imported,) = vertex_api.calls("import")
+    assert imported.path.endswith(f"models/{version_key}/evaluations:import")
+    (stored,) = vertex_api.evaluations[version_key]
+    assert stored["metricsSchemaUri"] == vertex.CLASSIFICATION_METRICS_SCHEMA
+    assert stored["metrics"]["auRoc"] == 0.93 and stored["metrics"]["auPrc"] == 0.74
+    assert stored["metrics"]["confidenceMetrics"] == [
+        {"confidenceThreshold": 0.36, "precision": 0.59, "recall": 0.7, "f1Score": 0.64}
+    ]
+    assert result.evaluation == stored["name"]
+    # a retried deploy finds it and imports nothing more
+    again = vertex.deploy_model(
+        aiplatform, settings(), "churn", "v0001", uri, labels(), evaluation=evaluation
+    )
+    assert again.evaluation == stored["name"] and len(vertex_api.evaluations[version_key]) == 1
+    assert vertex.model_evaluation({"f1": 0.6}, "v0002") is None  # too little to render: not imported
+
+
+def test_an_alias_given_at_upload_moves_to_the_new_version(vertex_api: VertexApi) -> None:
+    first = aiplatform.Model.upload(
+        serving_container_image_uri=IMAGE,
+        artifact_uri="gs://b/1",
+        display_name="m",
+        version_aliases=["stable"],
+    )
+    aiplatform.Model.upload(
+        serving_container_image_uri=IMAGE,
+        artifact_uri="gs://b/2",
+        display_name="m",
+        parent_model=first.resource_name,
+        version_aliases=["stable"],
+        is_default_version=False,
+    )
+    assert vertex_api.aliases("m") == {"default": "1", "stable": "2"}
+    assert aiplatform.Model(first.resource_name, version="stable").version_id == "2"
+    assert aiplatform.Model(first.resource_name).version_id == "1"  # the default version

@@ -88,3 +88,24 @@ def test_bad_pvc_argument_names_the_expected_form(text: str) -> None:
 
     with pytest.raises(ValueError, match="CLAIM_NAME:/absolute/mount/path"):
         PvcMount.parse(text)
+
+
+def test_vertex_artifacts_have_the_types_google_cloud_pipeline_components_uses(compiled: Path) -> None:
+    """The console links a pipeline run to the Model Registry and the endpoint by the artifact
+    types Google Cloud Pipeline Components declares (types/artifact_types.py: schema title
+    ``google.VertexModel`` / ``google.VertexEndpoint``, schema version 0.0.1, metadata
+    ``resourceName``); the test metrics are KFP's system types, which the console renders."""
+    document = yaml.safe_load(compiled.read_text())
+    components = document["components"]
+
+    def output_types(component: str) -> dict[str, dict[str, str]]:
+        outputs = components[component]["outputDefinitions"]["artifacts"]
+        return {name: spec["artifactType"] for name, spec in outputs.items()}
+
+    deploy = output_types("comp-deploy")
+    assert deploy["vertex_model"] == {"schemaTitle": "google.VertexModel", "schemaVersion": "0.0.1"}
+    assert deploy["vertex_endpoint"] == {"schemaTitle": "google.VertexEndpoint", "schemaVersion": "0.0.1"}
+    evaluate = output_types("comp-evaluate")
+    assert {"schemaTitle": "system.ClassificationMetrics", "schemaVersion": "0.0.1"} in evaluate.values()
+    assert {"schemaTitle": "system.Metrics", "schemaVersion": "0.0.1"} in evaluate.values()
+    assert output_types("comp-package")["bundle"]["schemaTitle"] == "system.Model"
