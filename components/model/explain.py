@@ -170,10 +170,11 @@ def _permutation_shap(
     process (5-12 s here), which would dominate an explain task or a serving request.
 
     ``weights``: a weighted background (``summarize_background``), used as given; without them
-    at most ``MAX_BACKGROUND`` rows of ``background``, equally weighted.
+    at most ``MAX_BACKGROUND`` rows of ``background``, equally weighted. Many small matrix products:
+    run it with one BLAS thread (``explain`` limits it; the endpoint runs with one thread), 2-4x
+    faster than several competing ones. Not limited here: ``threadpool_limits`` costs about 3 ms
+    per call, most of one explained row at the endpoint.
     """
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
-
     if weights is None:
         background = _bounded_background(background)
         weights = np.full(len(background), 1.0 / len(background))
@@ -181,15 +182,13 @@ def _permutation_shap(
     rng = np.random.default_rng(seed)
     n = X.shape[1]
     values = np.zeros_like(X)
-    # Many small matrix products: one BLAS thread is 2-4x faster than several competing ones.
-    with threadpool_limits(limits=1, user_api="blas"):
-        for i, x in enumerate(X):
-            for _ in range(PERMUTATIONS):
-                order = rng.permutation(n)
-                for path in (order, order[::-1]):
-                    f = _path_values(model, x, _permutation_masks(path), background, weights)
-                    values[i, path] += np.diff(f)
-        base = float(model_logit(model, "mlp", background) @ weights)
+    for i, x in enumerate(X):
+        for _ in range(PERMUTATIONS):
+            order = rng.permutation(n)
+            for path in (order, order[::-1]):
+                f = _path_values(model, x, _permutation_masks(path), background, weights)
+                values[i, path] += np.diff(f)
+    base = float(model_logit(model, "mlp", background) @ weights)
     values /= 2 * PERMUTATIONS
     return values, base
 
@@ -500,7 +499,10 @@ def explain(
     """
     X_sample = np.asarray(X_sample, dtype=np.float64)
     names = list(feature_names)
-    values, base = shap_values(model, family, X_sample, X_background)
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    with threadpool_limits(limits=1, user_api="blas"):  # see _permutation_shap
+        values, base = shap_values(model, family, X_sample, X_background)
     raw_names, raw_values = aggregate_to_raw(values, names, source_columns)
     importance_encoded = mean_abs_importance(values, names)
     importance_raw = mean_abs_importance(raw_values, raw_names)
