@@ -35,7 +35,7 @@ from components.shared.errors import DataValidationError
 
 OBSERVED_AT = "__observed_at"  # when a new row was seen (scored); dropped before training
 # Config sections that do not shape the trained model: differing there is not "something new".
-_NOT_TRAINING = ("monitoring", "vertex", "task_timeout_seconds")
+_NOT_TRAINING = ("monitoring", "vertex", "tracking", "task_timeout_seconds")
 
 
 @dataclass

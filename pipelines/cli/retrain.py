@@ -18,7 +18,17 @@ from pathlib import Path
 from pipelines.cli.common import add_config_arguments, labels_input, load_config, outcome_lines
 from pipelines.containers import add_runner_arguments
 from pipelines.local_runner import DEFAULT_TIMEOUT_SECONDS
-from pipelines.runs import DEFAULT_WORKDIR, code_version, local_run_dir, new_run_name
+from pipelines.runs import (
+    DEFAULT_WORKDIR,
+    add_tracking_argument,
+    code_version,
+    local_run_dir,
+    new_run_name,
+    run_tracking_failure,
+    tracking_folders,
+    tracking_line,
+    tracking_uri,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     add_config_arguments(retrain)
     add_runner_arguments(retrain)
+    add_tracking_argument(retrain)
     retrain.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
     retrain.set_defaults(handler=cmd_retrain)
 
@@ -54,6 +65,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from components.batch.labels import join_labels
     from components.model.bundle import load_reference
     from components.monitoring.retraining import combine_labelled, plan_retraining, write_retrain_files
+    from components.tracking.record import TRAINING, RunContext
     from pipelines.containers import describe, plan_for
     from pipelines.local_runner import run_pipeline_locally
 
@@ -85,9 +97,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     run_name = new_run_name()
     run_dir = local_run_dir(args.pipeline_root, workdir, run_name)
     table, holdout = write_retrain_files(data, run_dir / "retrain_data")
+    tracking = tracking_uri(args.tracking_uri, workdir)
     containers = plan_for(
-        args, run_name, workdir, read_only=[str(run_dir / "retrain_data")], read_write=[str(registry)]
+        args,
+        run_name,
+        workdir,
+        read_only=[str(run_dir / "retrain_data")],
+        read_write=[str(registry), *tracking_folders(tracking)],
     )
+    context = RunContext(run_name, code_version(), args.runner, str(table))
     arguments = {
         "data_uri": str(table),
         "registry_uri": str(registry),
@@ -95,17 +113,25 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         "families": config.tune.families,
         "deploy_target": "local",
         "run_name": run_name,
-        "code_version": code_version(),
+        "code_version": context.code_version,
         "retrain_context": json.dumps(plan.provenance(str(holdout))),
+        "tracking_uri": tracking,
+        "runner": context.runner,
     }
     print(f"propensity: {plan.reason}")
     print(f"run {run_name}: artifacts in {run_dir}{describe(containers)}")
-    result = run_pipeline_locally(
-        arguments,
-        run_dir,
-        timeout_seconds=args.timeout or None,
-        containers=containers,
-        warm_tasks=not args.fresh_task_processes,
+    result = run_tracking_failure(
+        lambda: run_pipeline_locally(
+            arguments,
+            run_dir,
+            timeout_seconds=args.timeout or None,
+            containers=containers,
+            warm_tasks=not args.fresh_task_processes,
+        ),
+        TRAINING,
+        data.config,
+        tracking,
+        context,
     )
     document["training"] = result.summary
     (run_dir / "retrain_summary.json").write_text(json.dumps(document, indent=2))
@@ -114,6 +140,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         f"retrain: {plan.reason}",
         *outcome_lines(outcome),
         f"summary: {run_dir / 'retrain_summary.json'}",
+        tracking_line(result.summary.get("tracking")),
     ]
     print(json.dumps(document, indent=2) if args.json else "\n".join(lines))
     return 0

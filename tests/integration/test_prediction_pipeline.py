@@ -181,13 +181,9 @@ def test_shifted_batch_without_labels_is_not_retrained_and_alerts(
     assert (registry.versions(MODEL), registry.champion(MODEL)) == before
 
 
-@pytest.mark.integration
-def test_labels_arriving_later_are_joined_and_the_new_rows_decide(
-    workspace: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Outcomes of the unlabelled drifted customers arrive: joined by id to the prediction log, they
-    retrain, and the gate compares on the held-out ones. These outcomes are the champion's own
-    ranking (top half by its score), so no challenger can be better there: it must not be deployed."""
+def champion_ranked_labels(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The logged scores of the unlabelled drifted customers, and outcomes that are the champion's
+    own ranking of them (the top half by its score are positive)."""
     logged = PredictionLog(workspace / "log").read()
     batch = pd.read_parquet(workspace / "shifted_unlabelled.parquet")
     scored = logged[logged["id"].isin(set(batch["ID"]))].drop_duplicates("id", keep="last")
@@ -195,6 +191,17 @@ def test_labels_arriving_later_are_joined_and_the_new_rows_decide(
     labels = pd.DataFrame(
         {"ID": scored["id"], "Response": (scored["calibrated_probability"] > median).astype(int)}
     )
+    return scored, labels
+
+
+@pytest.mark.integration
+def test_labels_arriving_later_are_joined_and_the_new_rows_decide(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outcomes of the unlabelled drifted customers arrive: joined by id to the prediction log, they
+    retrain, and the gate compares on the held-out ones. These outcomes are the champion's own
+    ranking (top half by its score), so no challenger can be better there: it must not be deployed."""
+    scored, labels = champion_ranked_labels(workspace)
     labels = pd.concat([labels, pd.DataFrame({"ID": [99_999_001, 99_999_002], "Response": [1, 0]})])
     labels.to_csv(workspace / "labels.csv", index=False)  # two customers never scored
     registry = LocalRegistry(workspace / "registry")
@@ -256,6 +263,24 @@ def test_retrain_command_joins_labels_and_needs_enough_new_ones(
     code = run_cli(args)
     _, err = capsys.readouterr()
     assert code == 2 and "bad_labels.csv lack column(s) ['Response']" in err
+
+    # enough labels: the training pipeline runs, the held-out new rows judge it (the champion's own
+    # ranking: no challenger beats it there), and the training run is tracked
+    _, ranked = champion_ranked_labels(workspace)
+    ranked.to_csv(workspace / "ranked_labels.csv", index=False)
+    args[args.index("--labels") + 1] = str(workspace / "ranked_labels.csv")
+    code = run_cli([*args, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    document = summary_of(out)
+    assert document["decision"]["retrain"] is True and document["decision"]["new_rows"] == len(ranked)
+    training = document["training"]
+    check = next(c for c in training["gate"]["checks"] if c["name"] == "better than champion on the new rows")
+    assert check["passed"] is False and training["deployment"]["deployed"] is False
+    assert (registry.versions(MODEL), registry.champion(MODEL)) == before
+    run = tracked_run(training)
+    assert run.data.tags["pipeline"] == "training" and run.data.tags["gate"] == "failed"
+    assert run.data.metrics["test.roc_auc"] == training["metrics"]["test"]["roc_auc"]
 
 
 @pytest.mark.integration
