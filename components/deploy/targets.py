@@ -7,8 +7,8 @@ Targets:
 * ``vertex``: register in a gs:// registry, upload that version to the Vertex AI Model Registry
   and deploy it to the endpoint (``components.deploy.vertex``), then move the registry alias, so the
   registry's champion is always what the endpoint serves. A canary deployment moves
-  ``challenger`` instead: the champion stays the version serving most of the traffic. The run's
-  params and metrics go to Vertex AI Experiments when ``vertex.experiment`` is set.
+  ``challenger`` instead: the champion stays the version serving most of the traffic. (The run,
+  with the version it deployed, is tracked by the pipeline's summary step, not here.)
 
 Both are safe to retry: a version this run already registered with the same bundle content (same
 ``run_name``, same manifest digest) is reused instead of registering the bundle again, so a retried
@@ -144,24 +144,6 @@ def _deploy_vertex(
     )
     alias = vertex.CHAMPION if deployment.canary_percent == 0 else vertex.CHALLENGER
     registry.set_alias(model_name, alias, version)
-    experiment_run = vertex.log_experiment(
-        sdk,
-        settings,
-        vertex.experiment_run_name(run_name or "run", version),
-        params={
-            "model_name": model_name,
-            "registry_version": version,
-            "vertex_model_version": deployment.model_version_id,
-            "family": described.get("family"),
-            "threshold": described.get("threshold"),
-            "temperature": described.get("temperature"),
-            "code_version": described.get("code_version"),
-            "data_fingerprint": described.get("data_fingerprint"),
-            "canary_percent": deployment.canary_percent,
-            "model": described.get("params") or {},
-        },
-        metrics=described.get("metrics") or {},
-    )
     return {
         "deployed": True,
         "target": "vertex",
@@ -175,6 +157,4 @@ def _deploy_vertex(
         "vertex_model_uri": deployment.model_uri(),
         "vertex_endpoint_uri": deployment.endpoint_uri(),
         "prediction_log_uri": environment[PREDICTION_LOG_ENV],
-        "experiment": settings.experiment or None,
-        "experiment_run": experiment_run,
     }

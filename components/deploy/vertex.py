@@ -38,7 +38,6 @@ DEFAULT_ALIAS = "default"  # Vertex's own alias of a model's default version
 _ALIAS_RE = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
 _LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
-_RUN_RE = re.compile(r"[^a-z0-9-]+")
 # The schema the Vertex console renders a classification evaluation with (Model Registry, Evaluate tab).
 CLASSIFICATION_METRICS_SCHEMA = (
     "gs://google-cloud-aiplatform/schema/modelevaluation/classification_metrics_1.0.0.yaml"
@@ -52,23 +51,13 @@ class VertexSdk(Protocol):
     ``models.ModelRegistry(name).list_versions(filter)`` / ``.add_version_aliases(...)``,
     ``Endpoint.list(...)``,
     ``Endpoint.create(...)``; on an endpoint: ``traffic_split``, ``list_models()``,
-    ``deploy(...)``, ``undeploy(deployed_model_id)``; experiments: ``init``, ``start_run``,
-    ``log_params``, ``log_metrics``, ``end_run``.
+    ``deploy(...)``, ``undeploy(deployed_model_id)``. (Runs are tracked in Vertex AI Experiments
+    by ``components.tracking``, from every run's summary step, not here.)
     """
 
     Model: Any
     Endpoint: Any
     models: Any  # ``models.ModelRegistry(model).list_versions(filter)`` / ``.add_version_aliases``
-
-    def init(self, **kwargs: Any) -> None: ...
-
-    def start_run(self, run: str, *, resume: bool = False) -> Any: ...
-
-    def log_params(self, params: dict[str, float | int | str]) -> None: ...
-
-    def log_metrics(self, metrics: dict[str, float | int | str]) -> None: ...
-
-    def end_run(self) -> None: ...
 
 
 def vertex_config(config: Any) -> VertexConfig:
@@ -327,64 +316,6 @@ def _undeploy_idle(endpoint: Any, keep: str) -> list[str]:
     for deployed_id in idle:
         endpoint.undeploy(deployed_model_id=deployed_id)
     return idle
-
-
-def experiment_run_name(run_name: str, registry_version: str) -> str:
-    """Experiment run ids: lowercase letters, digits and '-', unique per experiment, <= 128."""
-    text = _RUN_RE.sub("-", f"{run_name}-{registry_version}".lower()).strip("-")
-    return (text or "run")[:128].rstrip("-")
-
-
-def scalar_items(values: dict[str, Any], prefix: str = "") -> dict[str, float | int | str]:
-    """Flatten to what Experiments accepts: numbers and strings (bools as strings, None dropped)."""
-    out: dict[str, float | int | str] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(scalar_items(value, f"{name}."))
-        elif isinstance(value, bool):
-            out[name] = str(value).lower()
-        elif isinstance(value, int | float | str):
-            out[name] = value
-        elif isinstance(value, list):
-            out[name] = ",".join(map(str, value))
-    return out
-
-
-def log_experiment(
-    sdk: VertexSdk,
-    settings: VertexConfig,
-    run_name: str,
-    params: dict[str, Any],
-    metrics: dict[str, Any],
-) -> str | None:
-    """Log params and metrics as one Vertex AI Experiments run; None when no experiment is set.
-
-    A run that already exists (the deploy task retried) is resumed, not an error: the deployment
-    it records has happened.
-    """
-    if not settings.experiment:
-        return None
-    from google.api_core import exceptions
-
-    # No backing Tensorboard: only params and final metrics are logged (no time series), and a
-    # Tensorboard instance is a billed resource the SDK would otherwise create on first use.
-    sdk.init(
-        project=settings.project,
-        location=settings.location,
-        experiment=settings.experiment,
-        experiment_tensorboard=False,
-    )
-    try:
-        sdk.start_run(run_name)
-    except exceptions.Conflict:  # REST answers 409 as Conflict; gRPC's AlreadyExists is one too
-        sdk.start_run(run_name, resume=True)
-    try:
-        sdk.log_params(scalar_items(params))
-        sdk.log_metrics({k: v for k, v in scalar_items(metrics).items() if not isinstance(v, str)})
-    finally:
-        sdk.end_run()
-    return run_name
 
 
 def load_sdk() -> VertexSdk:

@@ -87,6 +87,8 @@ _NAT = np.datetime64("NaT", "ns")
 def _is_null(value: Any) -> bool:
     """None or NaN: what pandas reads as NaT (JSON null, a missing cell)."""
     return value is None or (type(value) is float and value != value)
+
+
 FAST_DATE_YEARS = (1678, 2261)  # strictly inside what datetime64[ns] holds (1677-09-21 to 2262-04-11)
 _FAST_ISO = re.compile(r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)?)?$")
 _FAST_NUMERIC = re.compile(r"^(\d{1,2})([-/.])(\d{1,2})\2(\d{4})$")

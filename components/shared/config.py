@@ -243,7 +243,9 @@ class VertexConfig:
     max_replicas: int = 1
     canary_percent: int = 0  # 0: the new version takes all traffic; 1-99: its share as a canary
     service_account: str = ""  # the endpoint's runtime identity; empty: the Vertex default
-    experiment: str = ""  # Vertex AI Experiments name for the deploy step's run; empty: no logging
+    # The Vertex AI Experiments experiment a submitted pipeline job is associated with; tracked runs
+    # go there too unless tracking.experiment names another. Empty: the job is in none.
+    experiment: str = ""
     predict_route: str = "/predict"
     health_route: str = "/health"
     port: int = 8080
@@ -298,8 +300,9 @@ class Config:
 
     @property
     def experiment_name(self) -> str:
-        """The tracking experiment every run of this model goes to."""
-        return self.tracking.experiment or self.registry_model_name
+        """The tracking experiment every run of this model goes to (the pipeline jobs' experiment on
+        Vertex when only that one is set: a run and its job are then found in one place)."""
+        return self.tracking.experiment or self.vertex.experiment or self.registry_model_name
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,6 +8,7 @@ backends accept.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,9 @@ FINISHED = "FINISHED"
 FAILED = "FAILED"
 TRAINING = "training"
 PREDICTION = "prediction"
+# Runners whose launcher (pipelines.runs) tracks a failed run itself; elsewhere the exit task does:
+# the local runner's ones (pipelines.containers.RUNNERS) and the pipeline parameter's default.
+LAUNCHER_TRACKED_RUNNERS = ("subprocess", "docker", "local")
 # Run names as `propensity run` makes them (pipelines.runs.new_run_name): the run's start, in UTC.
 RUN_NAME_TIME = "run-%Y%m%d-%H%M%S-%f"
 # Metric names `propensity runs` shows and `runs compare` starts with.
@@ -245,11 +249,19 @@ def prediction_run(
 
 
 def failed_run(
-    pipeline: str, config: Config, context: RunContext, stage: str | None, error: str
+    pipeline: str,
+    config: Config,
+    context: RunContext,
+    stage: str | None,
+    error: str,
+    job: str = "",
 ) -> TrackedRun:
-    """A run that stopped: its settings, the stage that failed and the error, status FAILED."""
+    """A run that stopped: its settings, the stage that failed and the error, status FAILED
+    (``job``: the pipeline job's resource name, when the orchestrator gives one)."""
     tags = base_tags(context, pipeline)
     tags.update({"failed_stage": stage or "unknown", "error": error[:5000]})
+    if job:
+        tags["pipeline_job"] = job
     return TrackedRun(
         name=context.run_name,
         experiment=config.experiment_name,
@@ -259,6 +271,21 @@ def failed_run(
         tags=tags,
         start_time_ms=started_at(context.run_name),
     )
+
+
+# Vertex AI Pipelines' final-status message names the tasks that failed, e.g. "The DAG failed because
+# some tasks failed. The failed tasks are: [train]."
+_FAILED_TASKS = re.compile(r"failed tasks are:\s*\[([^\]]*)\]", re.IGNORECASE)
+
+
+def failure_from_status(state: str, error_message: str, error_code: int | None = None) -> tuple[str, str]:
+    """(stage, error) of a pipeline that ended in ``state``, from its final status: the failed task(s)
+    the orchestrator's message names ("unknown" when it names none), and its message."""
+    named = _FAILED_TASKS.search(error_message or "")
+    tasks = [t.strip().strip("'\"") for t in named.group(1).split(",")] if named else []
+    stage = ",".join(t for t in tasks if t) or "unknown"
+    code = f" (code {error_code})" if error_code else ""
+    return stage, f"pipeline {state.lower()}{code}: {error_message or 'no message from the orchestrator'}"
 
 
 def _slug(text: str) -> str:

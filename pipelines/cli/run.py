@@ -129,6 +129,7 @@ def resolve_data(args: argparse.Namespace, config: Config, workdir: Path) -> str
         return str(path)
     from components.data import synthetic as data
     from components.data.telco import load_telco
+
     if config.dataset.name == "telco":
         target = workdir / "data" / "telco" / "telco.parquet"
         if not target.exists():

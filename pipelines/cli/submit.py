@@ -239,7 +239,9 @@ def _tracking_uri(flag: str | None, target: str) -> str:
     if flag == VERTEX and target != "vertex":
         raise ConfigError("--tracking-uri vertex is only available with --target vertex")
     if flag != VERTEX and not flag.startswith(MLFLOW_SCHEMES):
-        raise ConfigError(f"--tracking-uri {flag!r}: 'vertex', 'none' or an MLflow store URI (http://host:port)")
+        raise ConfigError(
+            f"--tracking-uri {flag!r}: 'vertex', 'none' or an MLflow store URI (http://host:port)"
+        )
     if flag.startswith("sqlite:"):
         raise ConfigError(f"--tracking-uri {flag!r}: a SQLite file is not shared by the cluster's tasks")
     return flag
@@ -287,4 +289,3 @@ def _check_images(path: Path, image: str) -> None:
         raise ConfigError(
             f"--template {path} was compiled with image(s) {sorted(images)}, not --image {image}"
         )
-

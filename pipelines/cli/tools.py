@@ -62,6 +62,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from components.data import synthetic as data
+
     frame = data.generate_marketing(rows=args.rows, seed=args.seed, drift=args.drift)
     out: Path = args.out
     if out.suffix == ".parquet":

@@ -220,6 +220,43 @@ def test_a_run_over_its_time_limit_is_killed_and_names_the_running_task(
     assert not (tmp_path / "registry").exists()  # nothing was registered
 
 
+def test_a_failed_run_on_a_cluster_is_tracked_by_the_pipelines_exit_task(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """No launcher watches a cluster run: the exit handler's task, run here by the KFP local runner
+    as a cluster would run it (runner 'kfp'), records the failed run in the store it is given."""
+    from mlflow.tracking import MlflowClient
+
+    from components.tracking.mlflow_backend import local_store_uri
+    from pipelines.local_runner import PipelineRunError, run_pipeline_locally
+
+    frame = data.generate_marketing(rows=200, seed=2).drop(columns=["Response"])
+    frame.to_csv(tmp_path / "no_target.csv", index=False)
+    uri = local_store_uri(tmp_path / "tracking")
+    config = Config()
+    arguments = {
+        "data_uri": str(tmp_path / "no_target.csv"),
+        "registry_uri": str(tmp_path / "registry"),
+        "config_json": config.to_json(),
+        "families": config.tune.families,
+        "run_name": "run-20261203-120000-000000",
+        "code_version": "test",
+        "tracking_uri": uri,
+        "runner": "kfp",
+    }
+    with pytest.raises(PipelineRunError, match="ingest"):
+        run_pipeline_locally(arguments, tmp_path / "run", echo=lambda _: None)
+
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])
+    assert run.info.status == "FAILED" and run.info.run_name == "run-20261203-120000-000000"
+    tags = run.data.tags
+    assert tags["runner"] == "kfp" and tags["data_uri"].endswith("no_target.csv")
+    assert tags["error"].startswith("pipeline failed")  # the local runner's final status names no task
+    assert tags["pipeline_job"]  # the orchestrator's name for the job
+    assert run.data.params["tune.families"] == ",".join(config.tune.families)
+
+
 def test_every_run_is_tracked_and_read_back_with_mlflows_client(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -306,42 +306,6 @@ def test_a_model_with_traffic_cannot_be_undeployed(vertex_api: VertexApi) -> Non
     assert endpoint.traffic_split == {canary.deployed_model_id: 100}
 
 
-# ------------------------------------------------------------------------------ experiments
-
-
-def test_experiment_run_logs_params_and_metrics(vertex_api: VertexApi) -> None:
-    config = settings(experiment="propensity-training")
-    run = vertex.experiment_run_name("Run_2026.01 01", "v0003")
-    assert run == "run-2026-01-01-v0003"
-    logged = vertex.log_experiment(
-        aiplatform,
-        config,
-        run,
-        params={"family": "xgboost", "calibrated": True, "model": {"max_depth": 4, "note": None}},
-        metrics={"roc_auc": 0.81, "f1": 0.64, "name": "ignored"},
-    )
-    assert logged == run
-    context = vertex_api.metadata[
-        f"{vertex_api.parent}/metadataStores/default/contexts/propensity-training-{run}"
-    ]
-    assert context["schemaTitle"] == "system.ExperimentRun"
-    assert context["metadata"]["_params"] == {"family": "xgboost", "calibrated": "true", "model.max_depth": 4}
-    assert context["metadata"]["_metrics"] == {"roc_auc": 0.81, "f1": 0.64}
-    assert context["metadata"]["_state"] == "COMPLETE"
-    experiment = f"{vertex_api.parent}/metadataStores/default/contexts/propensity-training"
-    assert context["parentContexts"] == [experiment]
-    assert not [c for c in vertex_api.requests if "tensorboards" in c.path]  # no billed Tensorboard
-    # run names are unique within an experiment: a retried deploy step resumes its run
-    vertex.log_experiment(aiplatform, config, run, {}, {"roc_auc": 0.82})
-    assert [c.status for c in vertex_api.calls("contexts", "POST")][-1] == 409  # REST's Conflict
-    assert context["metadata"]["_metrics"]["roc_auc"] == 0.82 and context["metadata"]["_state"] == "COMPLETE"
-
-
-def test_no_experiment_no_calls(vertex_api: VertexApi) -> None:
-    assert vertex.log_experiment(aiplatform, settings(), "run-1", {"a": 1}, {"b": 2}) is None
-    assert vertex_api.requests == []
-
-
 # ------------------------------------------------------------------------------ deploy_bundle
 
 

@@ -63,7 +63,7 @@ def test_deploy_runs_only_when_the_gate_passed(compiled: Path) -> None:
 
 def test_tasks_have_display_names_and_resource_requests(compiled: Path) -> None:
     document = yaml.safe_load(compiled.read_text())
-    tasks = document["root"]["dag"]["tasks"]
+    tasks = document["components"]["comp-exit-handler-1"]["dag"]["tasks"]  # the body of the run
     assert tasks["ingest"]["taskInfo"]["name"] == "Ingest and validate"
     resources = document["deploymentSpec"]["executors"]["exec-tune"]["container"]["resources"]
     assert resources["cpuRequest"] == 2.0 or resources.get("resourceCpuRequest") == "2"
@@ -109,3 +109,22 @@ def test_vertex_artifacts_have_the_types_google_cloud_pipeline_components_uses(c
     assert {"schemaTitle": "system.ClassificationMetrics", "schemaVersion": "0.0.1"} in evaluate.values()
     assert {"schemaTitle": "system.Metrics", "schemaVersion": "0.0.1"} in evaluate.values()
     assert output_types("comp-package")["bundle"]["schemaTitle"] == "system.Model"
+
+
+@pytest.mark.parametrize("pipeline", ["training", "prediction"])
+def test_every_run_ends_with_the_exit_task_that_tracks_a_failed_run(compiled: Path, pipeline: str) -> None:
+    """Both pipelines are one ExitHandler: its exit task runs after the whole body, whatever its end,
+    and receives the body's final status (so a failed run on Vertex or KFP is tracked)."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec = validate_pipeline_yaml(compiled.parent / f"{pipeline}_pipeline.yaml")
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == {"exit-handler-1", "record-failure"}
+    exit_task = tasks["record-failure"]
+    strategy = pipeline_spec_pb2.PipelineTaskSpec.TriggerPolicy.TriggerStrategy
+    assert exit_task.trigger_policy.strategy == strategy.ALL_UPSTREAM_TASKS_COMPLETED
+    assert list(exit_task.dependent_tasks) == ["exit-handler-1"]
+    status = exit_task.inputs.parameters["status"]
+    assert status.task_final_status.producer_task == "exit-handler-1"
+    assert exit_task.inputs.parameters["pipeline_name"].runtime_value.constant.string_value == pipeline
+    assert tasks["exit-handler-1"].task_info.name == f"{pipeline}-run"

@@ -118,5 +118,16 @@ def test_a_rejected_run_records_why_and_no_registry_version() -> None:
 def test_the_experiment_name_comes_from_the_config() -> None:
     assert Config().experiment_name == "marketing-propensity"
     assert Config().with_overrides(["tracking.experiment=nightly-churn"]).experiment_name == "nightly-churn"
+    jobs = Config().with_overrides(["vertex.experiment=propensity-jobs"])  # the Vertex jobs' experiment
+    assert jobs.experiment_name == "propensity-jobs"
+    both = jobs.with_overrides(["tracking.experiment=nightly-churn"])
+    assert both.experiment_name == "nightly-churn"
     with pytest.raises(ConfigError, match=r"tracking\.experiment"):
         Config().with_overrides(["tracking.experiment=Nightly Churn"])
+
+
+def test_every_local_runner_is_one_whose_launcher_tracks_failed_runs() -> None:
+    from components.tracking.record import LAUNCHER_TRACKED_RUNNERS
+    from pipelines.containers import RUNNERS
+
+    assert set(RUNNERS) <= set(LAUNCHER_TRACKED_RUNNERS)  # else a failed local run is tracked twice

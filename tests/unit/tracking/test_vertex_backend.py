@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,72 @@ def test_a_prediction_run_and_the_retraining_it_starts_are_two_runs(vertex_api: 
 @pytest.mark.parametrize(("text", "name"), [("Run_2026.01 01", "run-2026-01-01"), ("---", "run")])
 def test_vertex_names(text: str, name: str) -> None:
     assert vertex_name(text) == name
+
+
+def final_status(state: str, message: str = "") -> Any:
+    from kfp import dsl
+
+    return dsl.PipelineTaskFinalStatus(
+        state=state,
+        pipeline_job_resource_name="projects/p/locations/europe-west4/pipelineJobs/propensity-training-123",
+        pipeline_task_name="training-run",
+        error_code=9 if message else None,
+        error_message=message,
+    )
+
+
+def run_exit_task(status: Any, runner: str = "vertex") -> str:
+    from components.shells.tracking import record_failure
+
+    return record_failure(
+        status=status,
+        pipeline_name="training",
+        config_json=CONFIG.to_json(),
+        tracking_uri="vertex",
+        run_name=CONTEXT.run_name,
+        code_version=CONTEXT.code_version,
+        runner=runner,
+        data_uri=CONTEXT.data_uri,
+    )
+
+
+def test_the_exit_task_of_a_run_that_failed_on_vertex_records_it_failed_with_the_failed_task(
+    vertex_api: VertexApi,
+) -> None:
+    message = "The DAG failed because some tasks failed. The failed tasks are: [train]."
+    assert run_exit_task(final_status("FAILED", message)) == "failed at train: tracked True"
+    context = experiment_run(vertex_api, CONTEXT.run_name)
+    assert context["metadata"]["_state"] == "FAILED"
+    params = context["metadata"]["_params"]
+    assert params["tag.failed_stage"] == "train" and params["tag.runner"] == "vertex"
+    assert params["tag.error"] == f"pipeline failed (code 9): {message}"
+    assert params["tag.pipeline_job"].endswith("/pipelineJobs/propensity-training-123")
+    assert params["gate.min_roc_auc"] == "0.75"  # the settings of the run that failed
+
+
+def test_the_exit_task_records_nothing_for_a_run_that_succeeded_or_one_its_launcher_tracks(
+    vertex_api: VertexApi,
+) -> None:
+    assert run_exit_task(final_status("SUCCEEDED")).startswith("succeeded")
+    failed = final_status("FAILED", "The failed tasks are: [ingest].")
+    assert run_exit_task(failed, runner="local") == "failed: the local launcher tracks the failed run"
+    assert not vertex_api.calls("contexts", "POST")  # no experiment, no run
+
+
+@pytest.mark.parametrize(
+    ("state", "message", "stage"),
+    [
+        (
+            "FAILED",
+            "The DAG failed because some tasks failed. The failed tasks are: [tune, train].",
+            "tune,train",
+        ),
+        ("CANCELLED", "Pipeline job was cancelled by the user.", "unknown"),
+        ("FAILED", "", "unknown"),
+    ],
+)
+def test_the_failed_stage_is_read_from_the_final_status(state: str, message: str, stage: str) -> None:
+    from components.tracking.record import failure_from_status
+
+    found, error = failure_from_status(state, message)
+    assert found == stage and error.startswith(f"pipeline {state.lower()}: ")
