@@ -59,6 +59,19 @@ def base_args(workspace: Path, data_file: str) -> list[str]:
     return fast_run_args(workspace / "work", workspace / data_file)
 
 
+def pipeline_arguments(data: Path, registry: Path, config: Config, run_name: str) -> dict:
+    """The training pipeline's arguments for a run started without the CLI."""
+    return {
+        "data_uri": str(data),
+        "registry_uri": str(registry),
+        "config_json": config.to_json(),
+        "families": config.tune.families,
+        "deploy_target": "local",
+        "run_name": run_name,
+        "code_version": "test",
+    }
+
+
 FIRST_RUN: dict[str, dict] = {}  # the first run's summary, for the second run to compare with
 
 
@@ -200,15 +213,7 @@ def test_a_run_over_its_time_limit_is_killed_and_names_the_running_task(
 
     # a search that would run for minutes: the limit strikes while the tune tasks are running
     config = Config().with_overrides(["tune.n_trials.mlp=100000", "tune.time_budget_seconds=3000"])
-    arguments = {
-        "data_uri": str(workspace / "customers.csv"),
-        "registry_uri": str(tmp_path / "registry"),
-        "config_json": config.to_json(),
-        "families": config.tune.families,
-        "deploy_target": "local",
-        "run_name": "time-limit",
-        "code_version": "test",
-    }
+    arguments = pipeline_arguments(workspace / "customers.csv", tmp_path / "registry", config, "time-limit")
     run_dir = tmp_path / "run"
     start = time.monotonic()
     with pytest.raises(PipelineRunError, match=r"time limit of 25 s; still running: .*'tune'") as info:
@@ -234,16 +239,10 @@ def test_a_failed_run_on_a_cluster_is_tracked_by_the_pipelines_exit_task(
     frame.to_csv(tmp_path / "no_target.csv", index=False)
     uri = local_store_uri(tmp_path / "tracking")
     config = Config()
-    arguments = {
-        "data_uri": str(tmp_path / "no_target.csv"),
-        "registry_uri": str(tmp_path / "registry"),
-        "config_json": config.to_json(),
-        "families": config.tune.families,
-        "run_name": "run-20261203-120000-000000",
-        "code_version": "test",
-        "tracking_uri": uri,
-        "runner": "kfp",
-    }
+    arguments = pipeline_arguments(
+        tmp_path / "no_target.csv", tmp_path / "registry", config, "run-20261203-120000-000000"
+    )
+    arguments.update({"tracking_uri": uri, "runner": "kfp"})
     with pytest.raises(PipelineRunError, match="ingest"):
         run_pipeline_locally(arguments, tmp_path / "run", echo=lambda _: None)
 
