@@ -35,7 +35,6 @@ MAX_TABLE_BYTES = 64 * 1024 * 1024  # deep trees (2^depth answers per leaf) fall
 # Building a leaf of w distinct path features takes 2^w * w small steps: w = 10 is about a second,
 # w = 14 twenty (a lossguide tree can be that deep with few leaves). Wider falls back to xgboost.
 MAX_PATH_FEATURES = 10
-CHUNK_ROWS = 8  # rows explained per pass: larger passes outgrow the caches and slow down per row
 # xgboost computes pred_contribs in float32: its rounding grows with the trees' total leaf size,
 # so the check allows a few float32 epsilons of the sum over trees of the largest |leaf value|.
 FLOAT32_EPSILONS = 8
@@ -48,14 +47,15 @@ class TreeShapNotBuilt(ValueError):
 
 @dataclass(frozen=True)
 class TreeShapTables:
-    """Per path split (leaves contiguous) and per leaf, what explaining a row needs."""
+    """Per path step and leaf (steps x leaves: step ``i`` of every leaf's path in one row, so a
+    row's masks are one vectorised pass; shorter paths padded with steps that never disagree),
+    and per leaf, what explaining a row needs."""
 
-    split_feature: np.ndarray  # int: the feature each path split tests
-    split_threshold: np.ndarray  # float32: left when x < threshold (xgboost's rule)
-    split_left: np.ndarray  # bool: the path goes left at this split
-    split_default_left: np.ndarray  # bool: a missing value goes left
-    split_bit: np.ndarray  # unsigned: 1 << (position of the split's feature among the leaf's)
-    leaf_start: np.ndarray  # int64: each leaf's first split
+    path_feature: np.ndarray  # int32: the feature the step's split tests
+    path_threshold: np.ndarray  # float32: left when x < threshold (xgboost's rule)
+    path_left: np.ndarray  # bool: the path goes left at this split
+    path_default_left: np.ndarray  # bool: a missing value goes left
+    path_bit: np.ndarray  # unsigned: 1 << (position of the split's feature among the leaf's); 0: padding
     leaf_all: np.ndarray  # unsigned: the mask with every path feature agreeing
     leaf_offset: np.ndarray  # int64: each leaf's first row in ``table``
     leaf_features: np.ndarray  # int (leaves x width): the leaf's features, padded with n_features
@@ -67,8 +67,8 @@ class TreeShapTables:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.split_feature, self.split_threshold, self.split_left, self.split_default_left)
-        arrays += (self.split_bit, self.leaf_start, self.leaf_all, self.leaf_offset, self.leaf_features)
+        arrays = (self.path_feature, self.path_threshold, self.path_left, self.path_default_left)
+        arrays += (self.path_bit, self.leaf_all, self.leaf_offset, self.leaf_features)
         return int(self.table.nbytes + sum(a.nbytes for a in arrays))
 
     @property
@@ -79,21 +79,19 @@ class TreeShapTables:
     def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-row base values and SHAP values (rows x features), as ``pred_contribs`` gives them."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float32))  # xgboost compares in float32
-        parts = [self._chunk(X[start : start + CHUNK_ROWS]) for start in range(0, len(X), CHUNK_ROWS)]
-        values = parts[0] if len(parts) == 1 else np.vstack(parts)
+        values = np.empty((len(X), self.n_features))
+        for i, row in enumerate(X):  # one row per pass: several rows' temporaries (a few hundred
+            values[i] = self._row(row)  # KB each) were 2-4x slower per row, allocation included
         return np.full(len(X), self.base_value), values
 
-    def _chunk(self, X: np.ndarray) -> np.ndarray:
-        rows = X.shape[0]
-        values = X[:, self.split_feature]
-        goes_left = np.where(np.isnan(values), self.split_default_left, values < self.split_threshold)
-        disagree = np.where(goes_left != self.split_left, self.split_bit, self.split_bit.dtype.type(0))
-        masks = self.leaf_all & ~np.bitwise_or.reduceat(disagree, self.leaf_start, axis=1)
-        answers = self.table[self.leaf_offset + masks]  # rows x leaves x width
+    def _row(self, x: np.ndarray) -> np.ndarray:
+        values = x.take(self.path_feature)  # steps x leaves
+        goes_left = np.where(np.isnan(values), self.path_default_left, values < self.path_threshold)
+        disagree = (goes_left != self.path_left) * self.path_bit
+        masks = self.leaf_all & ~np.bitwise_or.reduce(disagree, axis=0)
+        answers = self.table.take(self.leaf_offset + masks, axis=0)  # leaves x width
         width = self.n_features + 1  # the last column collects the padding
-        index = self.leaf_features[None, :, :] + (np.arange(rows) * width)[:, None, None]
-        summed = np.bincount(index.ravel(), weights=answers.ravel(), minlength=rows * width)
-        return summed.reshape(rows, width)[:, :-1]
+        return np.bincount(self.leaf_features.ravel(), weights=answers.ravel(), minlength=width)[:-1]
 
 
 def build_tree_shap(booster: Any, iteration_range: tuple[int, int], base_value: float) -> TreeShapTables:
@@ -162,11 +160,10 @@ def _tables(
     if width > MAX_PATH_FEATURES:
         limit = MAX_PATH_FEATURES
         raise TreeShapNotBuilt(f"a leaf has {width} distinct features on its path (at most {limit})")
+    steps = max(len(path) for _, path in leaves)
+    if steps * len(leaves) * 11 > MAX_TABLE_BYTES:  # 11 bytes per step: feature, threshold, 3 flags
+        raise TreeShapNotBuilt(f"paths of up to {steps} splits over {len(leaves)} leaves")
     bits = np.uint8 if width <= 8 else np.uint16 if width <= 16 else np.uint32  # the narrowest masks
-    splits = [step for _, path in leaves for step in path]
-    positions = [
-        features.index(step[0]) for features, (_, path) in zip(distinct, leaves, strict=True) for step in path
-    ]
     zero = [np.ones(len(features)) for features in distinct]
     for z, features, (_, path) in zip(zero, distinct, leaves, strict=True):
         for feature, _, _, _, fraction in path:
@@ -184,12 +181,7 @@ def _tables(
     for i, features in enumerate(distinct):
         padded[i, : len(features)] = features
     return TreeShapTables(
-        split_feature=np.array([step[0] for step in splits], dtype=np.intp),
-        split_threshold=np.array([step[1] for step in splits], dtype=np.float32),
-        split_left=np.array([step[2] for step in splits]),
-        split_default_left=np.array([step[3] for step in splits]),
-        split_bit=np.left_shift(1, np.array(positions)).astype(bits),
-        leaf_start=np.concatenate([[0], np.cumsum([len(path) for _, path in leaves])[:-1]]).astype(np.intp),
+        **_path_steps(leaves, distinct, steps, bits),
         leaf_all=(np.left_shift(1, sizes) - 1).astype(bits),
         leaf_offset=offsets.astype(np.intp),
         leaf_features=padded,
@@ -198,6 +190,34 @@ def _tables(
         n_features=n_features,
         leaf_scale=leaf_scale,
     )
+
+
+def _path_steps(
+    leaves: list[tuple[float, list[tuple[int, float, bool, bool, float]]]],
+    distinct: list[list[int]],
+    steps: int,
+    bits: type,
+) -> dict[str, np.ndarray]:
+    """The steps x leaves arrays. A padding step tests feature 0 against +inf with both ways
+    "left" and bit 0: whatever the row holds, it adds nothing to the leaf's mask."""
+    shape = (steps, len(leaves))
+    feature = np.zeros(shape, dtype=np.int32)
+    threshold = np.full(shape, np.inf, dtype=np.float32)
+    left = np.ones(shape, dtype=bool)
+    default_left = np.ones(shape, dtype=bool)
+    bit = np.zeros(shape, dtype=bits)
+    for leaf, (features, (_, path)) in enumerate(zip(distinct, leaves, strict=True)):
+        for step, (index, split, goes_left, missing_left, _) in enumerate(path):
+            feature[step, leaf], threshold[step, leaf] = index, split
+            left[step, leaf], default_left[step, leaf] = goes_left, missing_left
+            bit[step, leaf] = 1 << features.index(index)
+    return {
+        "path_feature": feature,
+        "path_threshold": threshold,
+        "path_left": left,
+        "path_default_left": default_left,
+        "path_bit": bit,
+    }
 
 
 def _leaf_answers(values: np.ndarray, zero: np.ndarray) -> np.ndarray:

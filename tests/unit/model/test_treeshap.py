@@ -10,7 +10,7 @@ import xgboost as xgb
 import components.model.treeshap as treeshap
 from components.model.explain import contributions, fast_tree_shap
 from components.model.families import BlendModel, make_estimator, xgb_iteration_range
-from components.model.treeshap import CHUNK_ROWS, TreeShapNotBuilt, build_tree_shap
+from components.model.treeshap import TreeShapNotBuilt, build_tree_shap
 
 TOLERANCE = 1e-5  # xgboost sums in float32
 
@@ -45,7 +45,21 @@ def fitted() -> tuple[xgb.XGBClassifier, np.ndarray]:
     return model.fit(X, y), X
 
 
-@pytest.mark.parametrize("rows", [1, 3, CHUNK_ROWS + 5, 200])
+@pytest.mark.parametrize("value", [np.nan, 3e38, -3e38, 0.0])  # xgboost refuses inf
+def test_padding_steps_of_short_paths_add_nothing_whatever_the_row_holds(fitted, value: float) -> None:
+    """Paths shorter than the longest are padded with steps on feature 0 (against +inf, bit 0):
+    the row's own feature 0, whatever it is, must not change a leaf's mask."""
+    model, X = fitted
+    tables = tables_for(model, X)
+    steps = tables.path_bit.shape[0]
+    assert (tables.path_bit == 0).any() and steps > 1  # leaves of several depths: padding exists
+    rows = X[:20].copy()
+    rows[:, 0] = value
+    _, values = tables.contributions(rows)
+    np.testing.assert_allclose(values, pred_contribs(model, rows)[:, :-1], atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 13, 200])
 def test_tables_equal_pred_contribs_on_rows_with_missing_values(fitted, rows: int) -> None:
     model, X = fitted
     tables = tables_for(model, X)
