@@ -1,5 +1,8 @@
 """MLServer beside the endpoint (``make bench``): the same load generator, in the same run, against
-MLServer + mlserver-xgboost serving an XGBoost model of the same table.
+MLServer + mlserver-xgboost serving an XGBoost model of the same table. The endpoint and each MLServer
+configuration are up at once and measured in turn, case by case, in rotating rounds
+(``bench_interleaved``): the figures compared were taken minutes, not seconds, apart before, and
+this machine's speed drifts by 1.5-2x within a run.
 
 MLServer is installed by this benchmark into its own virtual environment (``MLSERVER_PINS``;
 ``xgboost-cpu`` stands in for ``xgboost``, as in the images), so none of its dependencies reach the
@@ -23,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,69 +131,116 @@ def infer_body(encoded: np.ndarray) -> bytes:
     return json.dumps(request).encode()
 
 
-def bench_mlserver(
-    model_file: Path, encoded_rows: np.ndarray, workdir: Path, scale: float = 1.0
+ENDPOINT = "endpoint"
+ROUNDS = 3  # interleaved rounds per case: each target measured once a round, in a rotating order
+
+
+@dataclass
+class Target:
+    """One server under comparison and the request bytes it gets for each case."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    requests: dict[str, bytes]
+
+
+def bench_interleaved(
+    endpoint: tuple[Path, str, bytes, bytes],
+    model_file: Path,
+    encoded_rows: np.ndarray,
+    workdir: Path,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
-    """The non-explain cases of ``CASES`` against MLServer in each of ``CONFIGURATIONS``: latency
-    (one connection) and throughput. ``cases``: the default configuration's."""
+    """The endpoint and MLServer in each of ``CONFIGURATIONS``, all started at once and measured in
+    turn (``ROUNDS`` rounds per case, rotating the order), so that a machine whose speed drifts
+    during the run (these do, by 1.5-2x) weighs on every side alike. Per target and case: the
+    median over rounds of p50, p99 (one connection) and instances/s (``case.connections``).
+
+    ``endpoint``: (registry root, model name, the 1- and 100-instance request bodies).
+    """
+    from pipelines.bench.serving import start_server, wait_healthy
+
     python = ensure_venv(workdir / "mlserver-venv")
-    results: dict[str, Any] = {"pins": [*MLSERVER_PINS, *COMPATIBLE], "configurations": {}}
-    for name, settings in CONFIGURATIONS.items():
+    registry_root, model_name, one, hundred = endpoint
+    cases = [case for case in CASES if not case.explain]
+    bodies = {1: one, 100: hundred}
+    targets: list[Target] = []
+    try:
         port = free_port()
-        repository = write_model_repository(model_file, workdir / f"mlserver-{name}", port, settings)
-        process = start_mlserver(python, repository)
-        cases: dict[str, Any] = {}
-        try:
-            wait_ready(port, process, repository / "mlserver.log")
-            for case in CASES:
-                if not case.explain:
-                    cases[case.name] = _run_case(port, case, encoded_rows, scale)
-        finally:
-            stop_server(process)
-        results["configurations"][name] = {"settings": settings, "cases": cases}
-    results["cases"] = results["configurations"]["default"]["cases"]
-    return results
-
-
-def _run_case(port: int, case: Case, encoded_rows: np.ndarray, scale: float) -> dict[str, Any]:
-    rows = np.resize(encoded_rows, (case.instances, encoded_rows.shape[1]))
-    request = http_request(INFER_PATH, infer_body(rows))
-    seconds = case.seconds * scale
-    drive(port, request, 1, min(50, case.max_requests), seconds)  # warm-up
-    latency = drive(port, request, 1, case.max_requests, seconds)
-    throughput = drive(port, request, case.connections, case.max_requests, seconds)
-    per_instance = {"instances_per_s": throughput["requests_per_s"] * case.instances}
+        (workdir / ENDPOINT).mkdir(parents=True, exist_ok=True)
+        process = start_server(registry_root, model_name, workdir / ENDPOINT, port)
+        ours = {c.name: http_request("/predict", bodies[c.instances]) for c in cases}
+        targets.append(Target(ENDPOINT, port, process, ours))
+        wait_healthy(port, process)
+        for name, settings in CONFIGURATIONS.items():
+            port = free_port()
+            repository = write_model_repository(model_file, workdir / f"mlserver-{name}", port, settings)
+            theirs = {
+                c.name: http_request(
+                    INFER_PATH, infer_body(np.resize(encoded_rows, (c.instances, encoded_rows.shape[1])))
+                )
+                for c in cases
+            }
+            targets.append(Target(f"MLServer {name}", port, start_mlserver(python, repository), theirs))
+            wait_ready(port, targets[-1].process, repository / "mlserver.log")
+        measured = {case.name: _interleave(targets, case, scale) for case in cases}
+    finally:
+        for target in targets:
+            stop_server(target.process)
     return {
-        "instances": case.instances,
-        "latency": latency,
-        "throughput": {**throughput, **per_instance, "connections": case.connections},
+        "pins": [*MLSERVER_PINS, *COMPATIBLE],
+        "rounds": ROUNDS,
+        "settings": {f"MLServer {name}": settings for name, settings in CONFIGURATIONS.items()},
+        "cases": measured,
     }
 
 
-def comparison_lines(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """Endpoint / MLServer for each case both ran, per MLServer configuration (p50 below 1 and
-    throughput above 1: ours is faster)."""
-    lines = ["", f"  against {' + '.join(theirs['pins'])} in the same run (endpoint / MLServer):"]
-    for configuration, measured in theirs["configurations"].items():
-        settings = json.dumps(measured["settings"]) if measured["settings"] else "its defaults"
-        lines.append(f"  MLServer {configuration} ({settings}):")
-        lines += _ratio_lines(ours, measured["cases"])
-    return lines
+def _interleave(targets: list[Target], case: Case, scale: float) -> dict[str, Any]:
+    seconds = case.seconds * scale / ROUNDS
+    runs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {t.name: [] for t in targets}
+    for target in targets:
+        drive(target.port, target.requests[case.name], 1, min(50, case.max_requests), seconds)  # warm-up
+    for round_ in range(ROUNDS):
+        for target in targets[round_ % len(targets) :] + targets[: round_ % len(targets)]:
+            request = target.requests[case.name]
+            latency = drive(target.port, request, 1, case.max_requests, seconds)
+            throughput = drive(target.port, request, case.connections, case.max_requests, seconds)
+            runs[target.name].append((latency, throughput))
+    return {
+        name: {
+            "p50_ms": float(np.median([lat["p50_ms"] for lat, _ in pairs])),
+            "p99_ms": float(np.median([lat["p99_ms"] for lat, _ in pairs])),
+            "instances_per_s": float(np.median([thr["requests_per_s"] for _, thr in pairs])) * case.instances,
+            "connections": case.connections,
+            "rounds": [{"latency": lat, "throughput": thr} for lat, thr in pairs],
+        }
+        for name, pairs in runs.items()
+    }
 
 
-def _ratio_lines(ours: dict[str, Any], cases: dict[str, Any]) -> list[str]:
-    lines = []
-    for name, their in cases.items():
-        our = ours["cases"][name]
-        throughput = our["throughput"]["instances_per_s"] / their["throughput"]["instances_per_s"]
-        lines.append(
-            f"  {name:<16} p50 {our['latency']['p50_ms']:.2f} / {their['latency']['p50_ms']:.2f} ms"
-            f" = {our['latency']['p50_ms'] / their['latency']['p50_ms']:.2f},"
-            f" p99 {our['latency']['p99_ms']:.2f} / {their['latency']['p99_ms']:.2f} ms,"
-            f" {their['throughput']['connections']} connections:"
-            f" {our['throughput']['instances_per_s']:.0f} / {their['throughput']['instances_per_s']:.0f}"
-            f" instances/s = {throughput:.2f}"
-        )
+def comparison_lines(measured: dict[str, Any]) -> list[str]:
+    """Endpoint / each MLServer configuration for each case (p50 below 1 and throughput above 1:
+    ours is faster), from the interleaved medians."""
+    lines = [
+        "",
+        f"  against {' + '.join(measured['pins'])}, interleaved in {measured['rounds']} rounds"
+        " (medians; endpoint / MLServer):",
+    ]
+    for case, by_target in measured["cases"].items():
+        ours = by_target[ENDPOINT]
+        for name, theirs in by_target.items():
+            if name == ENDPOINT:
+                continue
+            lines.append(
+                f"  {case:<14} {name:<20} p50 {ours['p50_ms']:.2f} / {theirs['p50_ms']:.2f} ms"
+                f" = {ours['p50_ms'] / theirs['p50_ms']:.2f}, p99 {ours['p99_ms']:.2f} /"
+                f" {theirs['p99_ms']:.2f} ms, {theirs['connections']} connections:"
+                f" {ours['instances_per_s']:.0f} / {theirs['instances_per_s']:.0f} instances/s"
+                f" = {ours['instances_per_s'] / theirs['instances_per_s']:.2f}"
+            )
+    for name, settings in measured["settings"].items():
+        lines.append(f"  {name}: {json.dumps(settings) if settings else 'its defaults'}")
     return lines
 
 
@@ -201,20 +252,31 @@ def find_xgboost_candidate(run_root: Path) -> Path | None:
 
 
 def compare_with_endpoint(
-    ours: dict[str, Any], registry_version: Path, model_file: Path | None, workdir: Path, scale: float = 1.0
+    registry_root: Path,
+    model_name: str,
+    registry_version: Path,
+    model_file: Path | None,
+    workdir: Path,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
-    """MLServer on the endpoint's cases, in the same run, printed as endpoint / MLServer ratios;
-    its rows are the bundle's reference rows through the bundle's own transformer."""
+    """The endpoint and MLServer interleaved on the non-explain cases, printed as endpoint / MLServer
+    ratios; MLServer's rows are the bundle's reference rows through the bundle's own transformer,
+    the endpoint's the same requests as the serving benchmark's."""
     from components.model.bundle import load_bundle, load_reference
+    from components.serving.model import load_model
+    from components.serving.settings import ServeSettings
+    from pipelines.bench.serving import _bodies
 
     if model_file is None:
         print("\n  MLServer not measured: the run saved no XGBoost candidate")
         return {"error": "no XGBoost candidate"}
     encoded = load_bundle(registry_version).transformer.transform(load_reference(registry_version).head(100))
+    model = load_model(registry_version, ServeSettings())
+    endpoint = (registry_root, model_name, _bodies(model, 1, False)[0], _bodies(model, 100, False)[0])
     try:
-        theirs = bench_mlserver(model_file, encoded, workdir, scale)
+        measured = bench_interleaved(endpoint, model_file, encoded, workdir, scale)
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"\n  MLServer not measured: {exc}")
         return {"error": str(exc)}
-    print("\n".join(comparison_lines(ours, theirs)))
-    return theirs
+    print("\n".join(comparison_lines(measured)))
+    return measured

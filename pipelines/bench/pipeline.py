@@ -36,7 +36,8 @@ def run_benchmarks(workdir: Path, skip_telco: bool = False) -> int:
         candidates=newest_candidates(workdir / "default"),
     )
     results["mlserver"] = compare_with_endpoint(
-        results["serving"],
+        workdir / "default" / "registry",
+        Config().registry_model_name,
         Path(results["default_run"]["bundle"]),
         find_xgboost_candidate(workdir / "default"),
         workdir / "mlserver",
