@@ -278,7 +278,9 @@ def failed_run(
 _FAILED_TASKS = re.compile(r"failed tasks are:\s*\[([^\]]*)\]", re.IGNORECASE)
 
 
-def failure_from_status(state: str, error_message: str, error_code: int | None = None) -> tuple[str, str]:
+def failure_from_status(
+    state: str, error_message: str | None, error_code: int | None = None
+) -> tuple[str, str]:
     """(stage, error) of a pipeline that ended in ``state``, from its final status: the failed task(s)
     the orchestrator's message names ("unknown" when it names none), and its message."""
     named = _FAILED_TASKS.search(error_message or "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
-from components.tracking.record import FAILED, TRAINING, TrackedRun
+from components.tracking.record import FAILED, TRAINING, TrackedRun, failure_from_status
 
 _RUN_RE = re.compile(r"[^a-z0-9-]+")
 _MAX_PARAM = 1000
@@ -93,6 +93,38 @@ def _state(status: str) -> Any:
 
     states = gca_execution.Execution.State
     return states.FAILED if status == FAILED else states.COMPLETE
+
+
+def failure_of(status: Any, runner: str, sdk: Any = None) -> tuple[str, str]:
+    """(stage, error) of a pipeline whose final ``status`` (a ``PipelineTaskFinalStatus``) is a
+    failure. On Vertex, the job's innermost failed tasks and their own errors (its task details:
+    the steps, not the loop, condition and exit-handler groups that fail with them, which are all
+    that the status message names); elsewhere, or when the job cannot be read, what the message
+    names."""
+    stage, error = failure_from_status(status.state, status.error_message, status.error_code)
+    job = status.pipeline_job_resource_name
+    if runner != "vertex" or not job:
+        return stage, error
+    try:
+        failed = failed_tasks(job, sdk)
+    except Exception as exc:  # the message's names are still an answer
+        return stage, f"{error} (the job's task details could not be read: {type(exc).__name__}: {exc})"
+    if not failed:
+        return stage, error
+    messages = "; ".join(f"{name}: {message}" for name, message in failed if message)
+    return ",".join(name for name, _ in failed), f"pipeline {status.state.lower()}: {messages or error}"
+
+
+def failed_tasks(job_resource_name: str, sdk: Any = None) -> list[tuple[str, str]]:
+    """(task name, error message) of each failed task of a Vertex pipeline job that has no failed
+    task inside it."""
+    from google.cloud.aiplatform_v1.types import PipelineTaskDetail
+
+    sdk = sdk or _load_sdk()
+    details = list(sdk.PipelineJob.get(resource_name=job_resource_name).task_details)
+    failed = [d for d in details if d.state == PipelineTaskDetail.State.FAILED]
+    containing = {d.parent_task_id for d in failed}
+    return [(d.task_name, d.error.message) for d in failed if d.task_id not in containing]
 
 
 def _load_sdk() -> ExperimentsSdk:

@@ -41,7 +41,10 @@ from pipelines.bench.serving import (
     free_port,
     http_request,
     newest_candidates,
+    request_bodies,
+    start_server,
     stop_server,
+    wait_healthy,
 )
 
 MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-xgboost==1.7.1")
@@ -159,8 +162,6 @@ def bench_interleaved(
 
     ``endpoint``: (registry root, model name, the 1- and 100-instance request bodies).
     """
-    from pipelines.bench.serving import start_server, wait_healthy
-
     python = ensure_venv(workdir / "mlserver-venv")
     registry_root, model_name, one, hundred = endpoint
     cases = [case for case in CASES if not case.explain]
@@ -265,14 +266,14 @@ def compare_with_endpoint(
     from components.model.bundle import load_bundle, load_reference
     from components.serving.model import load_model
     from components.serving.settings import ServeSettings
-    from pipelines.bench.serving import _bodies
 
     if model_file is None:
         print("\n  MLServer not measured: the run saved no XGBoost candidate")
         return {"error": "no XGBoost candidate"}
     encoded = load_bundle(registry_version).transformer.transform(load_reference(registry_version).head(100))
     model = load_model(registry_version, ServeSettings())
-    endpoint = (registry_root, model_name, _bodies(model, 1, False)[0], _bodies(model, 100, False)[0])
+    one, hundred = (request_bodies(model, rows, False)[0] for rows in (1, 100))
+    endpoint = (registry_root, model_name, one, hundred)
     try:
         measured = bench_interleaved(endpoint, model_file, encoded, workdir, scale)
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:

@@ -49,10 +49,10 @@ def profile(registry: Path, model_name: str, instances: int, explain: bool, seco
     from components.serving.model import load_model
     from components.serving.settings import ServeSettings
     from pipelines.bench.serving import (
-        _bodies,
         drive,
         free_port,
         http_request,
+        request_bodies,
         start_server,
         stop_server,
         wait_healthy,
@@ -64,7 +64,7 @@ def profile(registry: Path, model_name: str, instances: int, explain: bool, seco
         return 2
     registry = registry.resolve()
     model = load_model(LocalRegistry(registry).resolve(model_name), ServeSettings())
-    body, _ = _bodies(model, instances, explain)
+    body, _ = request_bodies(model, instances, explain)
     request = http_request("/predict", body)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="profile-serving-") as tmp:

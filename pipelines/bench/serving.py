@@ -262,7 +262,7 @@ def in_process(model: Any, body: bytes, rows: list[dict[str, Any]], case: Case) 
 # --------------------------------------------------------------------------- the benchmark
 
 
-def _bodies(model: Any, rows: int, explain: bool) -> tuple[bytes, list[dict[str, Any]]]:
+def request_bodies(model: Any, rows: int, explain: bool) -> tuple[bytes, list[dict[str, Any]]]:
     instances = [dict(model.example) for _ in range(rows)]
     for i, instance in enumerate(instances):  # vary one numeric input so rows differ
         for name in model.schema.model_columns:
@@ -327,7 +327,7 @@ def _floor_against_endpoint(model: Any, one: dict[str, Any] | None, scale: float
     """The server stack's floor beside the endpoint's one-instance figures, printed as ratios."""
     if one is None:
         return {}
-    body, _ = _bodies(model, 1, False)
+    body, _ = request_bodies(model, 1, False)
     _, _, answer = model.respond(body)
     floor = bench_floor(len(answer), http_request("/predict", body), scale)
     p50 = floor["latency"]["p50_ms"]
@@ -432,7 +432,7 @@ def bench_encoder(model: Any, calls: int = 2000) -> dict[str, Any]:
 
 
 def _run_case(model: Any, port: int, case: Case, scale: float) -> dict[str, Any]:
-    body, rows = _bodies(model, case.instances, case.explain)
+    body, rows = request_bodies(model, case.instances, case.explain)
     request = http_request("/predict", body)
     seconds = case.seconds * scale
     drive(port, request, 1, min(50, case.max_requests), seconds)  # warm-up

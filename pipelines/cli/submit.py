@@ -217,7 +217,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
         pipeline_root=args.pipeline_root,
         service_account=args.service_account,
         enable_caching=False if args.no_cache else None,
-        experiment=args.experiment,
+        # on Vertex the job joins the config's experiment too, the one its tracked run goes to
+        experiment=args.experiment or (config.vertex.experiment or None if target == "vertex" else None),
         labels=labels,
         project=args.project,
         region=args.region,

@@ -109,6 +109,16 @@ def test_no_cache_and_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert config["tracking"]["experiment"] == "exp-1"  # the tracked run goes to the same experiment
 
 
+def test_the_configs_vertex_experiment_is_the_jobs_and_the_tracked_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = vertex_argv(tmp_path, "--deploy-target=local", "--set=vertex.experiment=nightly")
+    out = dry_run(argv, capsys)
+    assert out["submit"]["experiment"] == "nightly"
+    config = Config.from_json(out["request"]["pipelineJob"]["runtimeConfig"]["parameterValues"]["config_json"])
+    assert config.experiment_name == "nightly"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -97,25 +97,26 @@ def test_vertex_names(text: str, name: str) -> None:
     assert vertex_name(text) == name
 
 
-def final_status(state: str, message: str = "") -> Any:
+def final_status(state: str, message: str = "", job: str = "") -> Any:
     from kfp import dsl
 
     return dsl.PipelineTaskFinalStatus(
         state=state,
-        pipeline_job_resource_name="projects/p/locations/europe-west4/pipelineJobs/propensity-training-123",
+        pipeline_job_resource_name=job
+        or "projects/p/locations/europe-west4/pipelineJobs/propensity-training-1",
         pipeline_task_name="training-run",
         error_code=9 if message else None,
         error_message=message,
     )
 
 
-def run_exit_task(status: Any, runner: str = "vertex") -> str:
+def run_exit_task(status: Any, runner: str = "vertex", config_json: str = CONFIG.to_json()) -> str:
     from components.shells.tracking import record_failure
 
     return record_failure(
         status=status,
         pipeline_name="training",
-        config_json=CONFIG.to_json(),
+        config_json=config_json,
         tracking_uri="vertex",
         run_name=CONTEXT.run_name,
         code_version=CONTEXT.code_version,
@@ -124,27 +125,74 @@ def run_exit_task(status: Any, runner: str = "vertex") -> str:
     )
 
 
-def test_the_exit_task_of_a_run_that_failed_on_vertex_records_it_failed_with_the_failed_task(
+VERTEX_MESSAGE = "The DAG failed because some tasks failed. The failed tasks are: [for-loop-2]."
+
+
+def running_job(api: VertexApi, tasks: list[dict]) -> str:
+    """A pipeline job in the loopback API, still running (its exit task is), with these task details."""
+    name = f"{api.parent}/pipelineJobs/propensity-training-42"
+    job = {"name": name, "state": "PIPELINE_STATE_RUNNING", "jobDetail": {"taskDetails": tasks}}
+    api.pipeline_jobs["propensity-training-42"] = {"job": job, "polls": -1000}
+    return name
+
+
+def test_the_exit_task_of_a_run_that_failed_on_vertex_records_the_failed_step_and_its_error(
     vertex_api: VertexApi,
 ) -> None:
-    message = "The DAG failed because some tasks failed. The failed tasks are: [train]."
-    assert run_exit_task(final_status("FAILED", message)) == "failed at train: tracked True"
+    """Vertex's message names the failed group (the tune loop); the job's task details name the step."""
+    job = running_job(
+        vertex_api,
+        [
+            {"taskId": "1", "taskName": "propensity-training", "state": "FAILED"},
+            {"taskId": "2", "parentTaskId": "1", "taskName": "exit-handler-1", "state": "FAILED"},
+            {"taskId": "3", "parentTaskId": "2", "taskName": "ingest", "state": "SUCCEEDED"},
+            {"taskId": "4", "parentTaskId": "2", "taskName": "for-loop-2", "state": "FAILED"},
+            {
+                "taskId": "5",
+                "parentTaskId": "4",
+                "taskName": "tune",
+                "state": "FAILED",
+                "error": {"code": 9, "message": "TaskTimeout: its body ran past 3600 s"},
+            },
+            {"taskId": "6", "parentTaskId": "2", "taskName": "train", "state": "CANCELLED"},
+            {"taskId": "7", "parentTaskId": "1", "taskName": "record-failure", "state": "RUNNING"},
+        ],
+    )
+    assert run_exit_task(final_status("FAILED", VERTEX_MESSAGE, job)) == "failed at tune: tracked True"
     context = experiment_run(vertex_api, CONTEXT.run_name)
     assert context["metadata"]["_state"] == "FAILED"
     params = context["metadata"]["_params"]
-    assert params["tag.failed_stage"] == "train" and params["tag.runner"] == "vertex"
-    assert params["tag.error"] == f"pipeline failed (code 9): {message}"
-    assert params["tag.pipeline_job"].endswith("/pipelineJobs/propensity-training-123")
+    assert params["tag.failed_stage"] == "tune" and params["tag.runner"] == "vertex"
+    assert params["tag.error"] == "pipeline failed: tune: TaskTimeout: its body ran past 3600 s"
+    assert params["tag.pipeline_job"] == job
     assert params["gate.min_roc_auc"] == "0.75"  # the settings of the run that failed
 
 
-def test_the_exit_task_records_nothing_for_a_run_that_succeeded_or_one_its_launcher_tracks(
-    vertex_api: VertexApi,
-) -> None:
-    assert run_exit_task(final_status("SUCCEEDED")).startswith("succeeded")
-    failed = final_status("FAILED", "The failed tasks are: [ingest].")
-    assert run_exit_task(failed, runner="local") == "failed: the local launcher tracks the failed run"
+def test_when_the_job_cannot_be_read_the_status_message_names_the_stage(vertex_api: VertexApi) -> None:
+    message = "The DAG failed because some tasks failed. The failed tasks are: [train]."
+    assert run_exit_task(final_status("FAILED", message)) == "failed at train: tracked True"  # no such job
+    params = experiment_run(vertex_api, CONTEXT.run_name)["metadata"]["_params"]
+    assert params["tag.error"].startswith(f"pipeline failed (code 9): {message} (the job's task details")
+
+
+@pytest.mark.parametrize("state", ["SUCCEEDED", "COMPLETE", "CACHED"])  # Vertex's, then KFP's (MLMD)
+def test_the_exit_task_records_nothing_for_a_run_that_succeeded(vertex_api: VertexApi, state: str) -> None:
+    assert run_exit_task(final_status(state)).startswith(f"{state.lower()}: nothing to track")
     assert not vertex_api.calls("contexts", "POST")  # no experiment, no run
+
+
+def test_the_exit_task_leaves_a_local_runs_failure_to_its_launcher(vertex_api: VertexApi) -> None:
+    failed = final_status("FAILED", "The failed tasks are: [ingest].")
+    assert (
+        run_exit_task(failed, runner="subprocess") == "failed: the subprocess launcher tracks the failed run"
+    )
+    assert not vertex_api.calls("contexts", "POST")
+
+
+def test_the_exit_task_never_fails_the_run_itself(vertex_api: VertexApi) -> None:
+    """A run that failed because its config is invalid: the exit task says why it could not track."""
+    outcome = run_exit_task(final_status("CANCELED", "cancelled"), runner="kfp", config_json="{not json")
+    assert outcome.startswith("canceled: not tracked (")
 
 
 @pytest.mark.parametrize(
