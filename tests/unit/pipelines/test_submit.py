@@ -115,8 +115,8 @@ def test_the_configs_vertex_experiment_is_the_jobs_and_the_tracked_runs(
     argv = vertex_argv(tmp_path, "--deploy-target=local", "--set=vertex.experiment=nightly")
     out = dry_run(argv, capsys)
     assert out["submit"]["experiment"] == "nightly"
-    config = Config.from_json(out["request"]["pipelineJob"]["runtimeConfig"]["parameterValues"]["config_json"])
-    assert config.experiment_name == "nightly"
+    parameters = out["request"]["pipelineJob"]["runtimeConfig"]["parameterValues"]
+    assert Config.from_json(parameters["config_json"]).experiment_name == "nightly"
 
 
 @pytest.mark.parametrize(
